@@ -1,0 +1,171 @@
+"""The ``rasteret`` command: build, inspect and read collections, and run the flows."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Rasteret: index-first reads of cloud-optimized GeoTIFFs, run as Prefect flows.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _bbox(value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    parts = [float(v) for v in value.split(",")]
+    if len(parts) != 4:
+        raise typer.BadParameter("expected MINX,MINY,MAXX,MAXY")
+    return parts
+
+
+def _bands(value: str | None) -> dict[str, str] | None:
+    """``B04=red,B08=nir`` (name=asset key) or ``red,nir`` (asset keys as names)."""
+    if not value:
+        return None
+    out = {}
+    for item in value.split(","):
+        name, _, key = item.partition("=")
+        out[name.strip()] = (key or name).strip()
+    return out
+
+
+@app.callback()
+def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug")] = 0) -> None:
+    """Rasteret command line."""
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)])
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the sample archive and tables go")] = Path("demo-data"),
+    scale: Annotated[int, typer.Option(help="Sample image size multiplier")] = 1,
+) -> None:
+    """Run the main job end to end on local defaults: sample archive, ingestion, extraction."""
+    from .demo import run_demo
+
+    run_demo(workdir, scale=scale, console=console)
+
+
+@app.command()
+def ingest(
+    stac_api: Annotated[str, typer.Option(help="STAC API root URL")],
+    collection: Annotated[str, typer.Option(help="STAC collection id")],
+    uri: Annotated[str, typer.Option(help="Collection Delta table: local path or s3://")],
+    bbox: Annotated[Optional[str], typer.Option(help="MINX,MINY,MAXX,MAXY in lon/lat")] = None,
+    datetime: Annotated[Optional[str], typer.Option(help="START/END, ISO 8601")] = None,
+    bands: Annotated[Optional[str], typer.Option(help="name=asset_key,... or asset keys; default every COG asset")] = None,
+    max_items: Annotated[Optional[int], typer.Option(help="Stop after this many items")] = None,
+    partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
+) -> None:
+    """Search a STAC API and commit the records (with parsed headers) as a new collection version."""
+    from .ingest import ingest_collection
+
+    result = ingest_collection(stac_api, collection, uri, bbox=_bbox(bbox), datetime=datetime, bands=_bands(bands),
+                               max_items=max_items, partition_size=partition_size)
+    _print_dict("ingested", {k: v for k, v in result.items() if k != "failures"})
+    if result["failures"]:
+        console.print(f"[yellow]{len(result['failures'])} header(s) failed; see the run log; retry with `rasteret enrich {uri}`")
+        raise typer.Exit(1)
+
+
+@app.command()
+def enrich(uri: Annotated[str, typer.Argument(help="Collection URI")],
+           refresh: Annotated[bool, typer.Option(help="Re-parse every header, not only missing ones")] = False) -> None:
+    """Parse COG headers for records that lack them; commit a new version."""
+    import rasteret_core as rc
+
+    col = rc.load(uri).enrich(refresh=refresh)
+    console.print(f"{uri}: version {col.version}, {len(col)} records")
+
+
+@app.command()
+def info(uri: Annotated[str, typer.Argument(help="Collection URI")],
+         version: Annotated[Optional[int], typer.Option(help="Version to describe")] = None) -> None:
+    """Summarise a collection version."""
+    import pyarrow.compute as pc
+
+    import rasteret_core as rc
+
+    col = rc.load(uri, version=version)
+    t = col.to_arrow()
+    dt = t["datetime"]
+    _print_dict(uri, {
+        "version": col.version,
+        "records": len(col),
+        "bands": ", ".join(col.bands),
+        "crs": ", ".join(sorted({c for c in t["crs"].to_pylist() if c})),
+        "time range": f"{pc.min(dt).as_py()} .. {pc.max(dt).as_py()}" if len(col) else "-",
+    })
+
+
+@app.command()
+def history(uri: Annotated[str, typer.Argument(help="Collection URI")]) -> None:
+    """List the collection's versions (Delta commits)."""
+    import rasteret_core as rc
+
+    table = Table("version", "timestamp", "operation", "metadata")
+    for entry in rc.load(uri).history():
+        table.add_row(str(entry["version"]), str(entry["timestamp"]), str(entry["operation"]),
+                      json.dumps(entry["metadata"], default=str))
+    console.print(table)
+
+
+@app.command()
+def extract(
+    uri: Annotated[str, typer.Argument(help="Collection URI")],
+    aois: Annotated[Path, typer.Option(help="GeoParquet/Parquet file of AOIs")],
+    bands: Annotated[str, typer.Option(help="B1,B2,...")],
+    out: Annotated[str, typer.Option(help="Output Delta table: local path or s3://")],
+    batch_size: Annotated[int, typer.Option(help="AOIs per task")] = 64,
+    geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the AOIs if the file does not say")] = None,
+    version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
+) -> None:
+    """Run the extraction flow: read bands for every AOI into an output Delta table."""
+    from .extract import extract_aois
+
+    result = extract_aois(uri, str(aois), bands.split(","), out, version=version, batch_size=batch_size,
+                          geometry_crs=geometry_crs)
+    _print_dict("extracted", result)
+
+
+@app.command()
+def export(uri: Annotated[str, typer.Argument(help="Collection URI")],
+           path: Annotated[Path, typer.Argument(help="GeoParquet file to write")],
+           version: Annotated[Optional[int], typer.Option(help="Version to export")] = None) -> None:
+    """Export a collection version to GeoParquet."""
+    import pyarrow.parquet as pq
+
+    import rasteret_core as rc
+
+    col = rc.load(uri, version=version)
+    pq.write_table(col.to_arrow(), path)
+    console.print(f"wrote {len(col)} records of {uri} v{col.version} to {path}")
+
+
+def _print_dict(title: str, values: dict) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in values.items():
+        table.add_row(str(key), str(value))
+    console.print(table)
+
+
+def run() -> None:
+    """Entry point: run the app; Rasteret's own errors print as one clear line, exit code 1."""
+    from rasteret_core import RasteretError
+
+    try:
+        app()
+    except RasteretError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,435 @@
+"""Start the real local services (SeaweedFS S3, a STAC API) on free loopback ports.
+
+Each service is a context manager that launches a subprocess bound to 127.0.0.1,
+waits until it answers, yields its endpoint, and on exit stops it for sure
+(terminate, then kill, then wait). A service that does not come up raises
+:class:`ServiceError` with the tail of its log.
+
+Run everything for manual work with::
+
+    python -m infra.local.services up --root /tmp/rasteret-sample
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "S3Service",
+    "ServiceError",
+    "free_port",
+    "main",
+    "seaweedfs",
+    "stac_api",
+]
+
+HOST = "127.0.0.1"
+GRPC_OFFSET = 10000  # SeaweedFS dials some gRPC ports at http port + 10000
+_STARTUP_TIMEOUT = 60.0
+_STOP_TIMEOUT = 10.0
+_BUCKET_EXISTS = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started (or found)."""
+
+
+@dataclass(frozen=True, slots=True)
+class S3Service:
+    """A running S3-compatible endpoint and the credentials it enforces.
+
+    Attributes:
+        endpoint_url: ``http://127.0.0.1:PORT``.
+        access_key: Access key id of the one identity.
+        secret_key: Its secret key.
+        region: Region name clients sign with.
+    """
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def env(self) -> dict[str, str]:
+        """Return the environment variables that point S3 clients here.
+
+        ``AWS_DEFAULT_REGION`` is included too, as botocore reads only that one.
+        """
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def client(self, **config: Any) -> Any:
+        """Return a boto3 S3 client for this endpoint (path-style addressing).
+
+        Args:
+            **config: Extra ``botocore.config.Config`` options.
+        """
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, **config),
+        )
+
+    def create_bucket(self, name: str) -> None:
+        """Create a bucket (no error when it already exists)."""
+        from botocore.exceptions import ClientError
+
+        client = self.client()
+        try:
+            client.create_bucket(Bucket=name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in _BUCKET_EXISTS:
+                raise
+        finally:
+            client.close()
+
+    def upload_dir(self, local_dir: str | os.PathLike[str], bucket: str, prefix: str = "") -> list[str]:
+        """Upload every file under ``local_dir`` to ``bucket``, keyed by relative path.
+
+        Args:
+            local_dir: Folder to upload (recursively).
+            bucket: Existing bucket.
+            prefix: Prepended to every key as is (give ``"dir/"`` for a folder).
+
+        Returns:
+            The keys written, sorted.
+        """
+        root = Path(local_dir)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        keys = [prefix + p.relative_to(root).as_posix() for p in files]
+        client = self.client(max_pool_connections=16)
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda pk: client.upload_file(str(pk[0]), bucket, pk[1]), zip(files, keys)))
+        finally:
+            client.close()
+        return sorted(keys)
+
+
+# ---------------------------------------------------------------------- processes
+
+
+def free_port(*, also_free: Sequence[int] = ()) -> int:
+    """Return a TCP port on 127.0.0.1 that is free now (and each ``port + offset``).
+
+    Args:
+        also_free: Offsets that must be free as well, e.g. ``(10000,)`` for a
+            service that also listens at ``port + 10000``.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(15000, 30000)
+        if all(_bindable(port + offset) for offset in (0, *also_free)):
+            return port
+    raise ServiceError("found no free loopback port")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _find_binary(name: str) -> str:
+    """Locate ``name`` next to the running interpreter (a venv's bin), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceError(f"cannot find the {name!r} executable next to {sys.executable} or on PATH")
+    return found
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc``; kill it when it does not exit in time; reap it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def _process(name: str, argv: list[str], log_path: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` with its output in ``log_path``; stop it on exit, whatever happens."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+        )
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def _wait_until(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    log_path: Path,
+    ready: Callable[[], bool],
+    timeout: float = _STARTUP_TIMEOUT,
+) -> float:
+    """Poll ``ready()`` until true; return the seconds waited.
+
+    Raises:
+        ServiceError: The process exited, or ``timeout`` passed; the message
+            carries the tail of the log.
+    """
+    start = time.monotonic()
+    last: Exception | None = None
+    while True:
+        if proc.poll() is not None:
+            raise ServiceError(
+                f"{name} exited with code {proc.returncode} before it was ready; "
+                f"log {log_path}:\n{_log_tail(log_path)}"
+            )
+        try:
+            if ready():
+                return time.monotonic() - start
+        except Exception as exc:  # any failure of the probe means: not ready yet
+            last = exc
+        if time.monotonic() - start > timeout:
+            raise ServiceError(
+                f"{name} did not answer within {timeout:.0f} s (last error: {last!r}); "
+                f"log {log_path}:\n{_log_tail(log_path)}"
+            )
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------- SeaweedFS
+
+
+def _weed_argv(weed: str, workdir: Path, s3_config: Path, ports: dict[str, int]) -> list[str]:
+    """Build the ``weed mini`` command: loopback only, every port chosen, extras off."""
+    argv = [
+        weed,
+        "mini",
+        f"-dir={workdir / 'data'}",
+        f"-ip={HOST}",
+        f"-ip.bind={HOST}",
+        f"-s3.config={s3_config}",
+        "-master.telemetry=false",  # it would report to a public URL
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-volume.preStopSeconds=0",
+    ]
+    for component in ("master", "volume", "filer", "s3", "admin"):
+        port = ports[component]
+        argv += [f"-{component}.port={port}", f"-{component}.port.grpc={port + GRPC_OFFSET}"]
+    sockets = workdir / "sock"
+    if len(str(sockets)) < 80:  # unix socket paths are limited to ~107 bytes
+        sockets.mkdir(parents=True, exist_ok=True)
+        argv += [f"-filer.localSocket={sockets / 'filer.sock'}", f"-s3.localSocket={sockets / 's3.sock'}"]
+    return argv
+
+
+@contextlib.contextmanager
+def seaweedfs(
+    workdir: Path, *, access_key: str = "rasteret", secret_key: str = "rasteret-secret"
+) -> Iterator[S3Service]:
+    """Run ``weed mini`` on free loopback ports with one S3 identity; yield its endpoint.
+
+    The master, volume, filer, S3 and admin servers each get a free port ``p``
+    and their gRPC port ``p + 10000`` (the admin's worker dials that offset
+    whatever ``-admin.port.grpc`` says); WebDAV, the Iceberg and Lance catalogs
+    and telemetry are off. The S3 gateway enforces the given credentials.
+
+    Args:
+        workdir: Folder for the data, the identities file and ``weed.log``.
+        access_key: The identity's access key id.
+        secret_key: The identity's secret key.
+
+    Yields:
+        The running service.
+
+    Raises:
+        ServiceError: ``weed`` is missing or S3 did not answer in time.
+    """
+    weed = _find_binary("weed")
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    s3_config = workdir / "s3-identities.json"
+    s3_config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "rasteret",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    ports: dict[str, int] = {}
+    for component in ("master", "volume", "filer", "s3", "admin"):
+        port = free_port(also_free=(GRPC_OFFSET,))
+        while port in ports.values() or port + GRPC_OFFSET in ports.values():
+            port = free_port(also_free=(GRPC_OFFSET,))
+        ports[component] = port
+    service = S3Service(f"http://{HOST}:{ports['s3']}", access_key, secret_key)
+    log_path = workdir / "weed.log"
+    argv = _weed_argv(weed, workdir, s3_config, ports)
+    with _process("weed mini", argv, log_path, workdir) as proc:
+        client = service.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+
+        def ready() -> bool:
+            client.list_buckets()  # signed: proves the identities file is in force
+            return True
+
+        try:
+            _wait_until("weed mini (S3)", proc, log_path, ready)
+        finally:
+            client.close()
+        yield service
+
+
+# ----------------------------------------------------------------------- STAC API
+
+
+@contextlib.contextmanager
+def stac_api(items_path: Path, *, collection_path: Path | None = None) -> Iterator[str]:
+    """Run ``rustac serve`` (memory backend) on a free loopback port; yield its root URL.
+
+    Args:
+        items_path: An ItemCollection (FeatureCollection) JSON file to load.
+        collection_path: A Collection JSON to load first; without it, rustac
+            creates a bare collection for every ``collection`` id the items name.
+
+    Yields:
+        The API root, ``http://127.0.0.1:PORT/``, once ``/collections`` answers
+        and a search of each item collection returns items.
+
+    Raises:
+        ServiceError: ``rustac`` is missing or the API did not come up in time.
+    """
+    rustac = _find_binary("rustac")
+    items_path = Path(items_path).resolve()
+    features = json.loads(items_path.read_text(encoding="utf-8"))["features"]
+    collections = sorted({f["collection"] for f in features if f.get("collection")})
+    port = free_port()
+    url = f"http://{HOST}:{port}/"
+    argv = [rustac, "serve", "--addr", f"{HOST}:{port}"]
+    if collection_path is None:
+        argv.append("--create-collections")
+    else:
+        argv.append(str(Path(collection_path).resolve()))
+    argv.append(str(items_path))
+    log_path = items_path.parent / f"rustac-{port}.log"
+
+    def ready() -> bool:
+        from pystac_client import Client
+
+        with urllib.request.urlopen(url + "collections", timeout=2) as response:
+            if response.status != 200:
+                return False
+        if not collections:
+            return True
+        found = Client.open(url).search(collections=collections).item_collection()
+        return len(found) > 0
+
+    with _process("rustac serve", argv, log_path, items_path.parent) as proc:
+        _wait_until("rustac serve", proc, log_path, ready)
+        yield url
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the sample archive from SeaweedFS and its items from a STAC API until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m infra.local.services", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="make the sample archive and start SeaweedFS and rustac")
+    up.add_argument("--root", type=Path, default=None, help="work folder (default: a temporary one)")
+    up.add_argument("--scale", type=int, default=1, help="sample image size multiplier")
+    up.add_argument("--bucket", default="rasteret-sample")
+    args = parser.parse_args(argv)
+
+    from rasteret_core.sample import make_sample_archive
+
+    with contextlib.ExitStack() as stack:
+        root = args.root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rasteret-")))
+        root = root.resolve()
+        start = time.monotonic()
+        archive = make_sample_archive(root / "archive", scale=args.scale)
+        print(f"sample archive: {len(archive.cog_paths)} COGs under {archive.root} "
+              f"({time.monotonic() - start:.1f} s)")
+        s3 = stack.enter_context(seaweedfs(root / "seaweedfs"))
+        s3.create_bucket(args.bucket)
+        s3.create_bucket("rasteret-tables")
+        s3.upload_dir(archive.root, args.bucket)
+        base = f"s3://{args.bucket}/"
+        items_path = archive.write_items(root / "stac" / "items.json", base=base)
+        collection_path = archive.write_collection(root / "stac" / "collection.json")
+        url = stack.enter_context(stac_api(items_path, collection_path=collection_path))
+        print(f"S3 endpoint:   {s3.endpoint_url} (bucket {args.bucket}, hrefs {base}cogs/...)")
+        print(f"STAC API:      {url}  (collection {archive.collection['id']})")
+        print(f"STAC items:    {items_path}")
+        print("export:")
+        for key, value in s3.env().items():
+            print(f"  export {key}={value}")
+        print("Ctrl-C stops everything.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping...")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""The one async executor: fetch a plan's byte ranges, decode tiles, assemble, mask.
+
+Requests run concurrently (bounded by the settings' ``max_concurrency`` inside
+:class:`~rasteret_core._store.Stores`); tiles decode in a thread pool (imagecodecs
+releases the GIL) and are pasted into one preallocated array per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+import shapely
+
+from ._decode import decode_tile
+from ._geometry import apply_affine, inverse_affine
+from ._header import TiffHeader
+from ._planner import ChunkPlan, ReadPlan, RangeRequest
+from ._store import ObjectInfo, Stores
+from ._tiff import parse_header
+from .errors import FetchError, RasteretError
+
+__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "run_sync"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def execute_plan(plan: ReadPlan, stores: Stores) -> list[np.ndarray]:
+    """Run ``plan``; return one array per chunk (window shape, native dtype), masked with its fill.
+
+    Pixels outside the chunk's geometry (per rasterio.mask rules, honouring
+    ``plan.all_touched``) and tiles that are sparse hold the chunk's fill value.
+    """
+    outs = [np.full((c.window.height, c.window.width), c.fill, dtype=c.image.dtype) for c in plan.chunks]
+    users: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+    for ci, chunk in enumerate(plan.chunks):
+        for tile in chunk.tiles:
+            users[(chunk.uri, chunk.ifd, tile)].append(ci)
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=stores.settings.decode_threads, thread_name_prefix="rasteret-decode") as pool:
+
+        async def run(req: RangeRequest) -> None:
+            data = await stores.get_range(req.uri, req.start, req.end)
+            if len(data) < req.length:
+                raise FetchError(
+                    f"got {len(data)} bytes of [{req.start}, {req.end}); the object is shorter than its "
+                    "header says (replaced since indexing?); re-enrich the collection",
+                    uri=req.uri,
+                    retryable=False,
+                )
+            decodes = []
+            for part in req.parts:
+                chunk_ids = users[(req.uri, part.ifd, part.tile)]
+                first = plan.chunks[chunk_ids[0]]
+                raw = data[part.offset - req.start : part.offset - req.start + part.length]
+                decodes.append(
+                    loop.run_in_executor(
+                        pool, _decode_and_paste, raw, part.tile, [plan.chunks[i] for i in chunk_ids],
+                        [outs[i] for i in chunk_ids], first,
+                    )
+                )
+            await asyncio.gather(*decodes)
+
+        await asyncio.gather(*(run(req) for req in plan.requests))
+        masks = await asyncio.gather(
+            *(loop.run_in_executor(pool, rasterize_mask, c.geometry, c.transform, c.window.height, c.window.width,
+                                   plan.all_touched) for c in plan.chunks)
+        )
+    for out, chunk, inside in zip(outs, plan.chunks, masks):
+        out[~inside] = chunk.fill
+    return outs
+
+
+def _decode_and_paste(raw: bytes, tile: int, chunks: list[ChunkPlan], outs: list[np.ndarray], first: ChunkPlan) -> None:
+    image = first.image
+    pixels = decode_tile(raw, image, byte_order=first.byte_order, uri=first.uri, tile=tile)
+    per_plane = image.tiles_across * image.tiles_down
+    local = tile % per_plane
+    trow, tcol = divmod(local, image.tiles_across)
+    y0, x0 = trow * image.tile_height, tcol * image.tile_width
+    for chunk, out in zip(chunks, outs):
+        w = chunk.window
+        r0, r1 = max(y0, w.row_off), min(y0 + image.tile_height, w.row_off + w.height)
+        c0, c1 = max(x0, w.col_off), min(x0 + image.tile_width, w.col_off + w.width)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        plane = 0 if image.planar_config == 2 else chunk.sample
+        out[r0 - w.row_off : r1 - w.row_off, c0 - w.col_off : c1 - w.col_off] = pixels[
+            plane, r0 - y0 : r1 - y0, c0 - x0 : c1 - x0
+        ]
+
+
+def rasterize_mask(
+    geometry: shapely.Geometry, transform: Sequence[float], height: int, width: int, all_touched: bool = False
+) -> np.ndarray:
+    """Boolean ``[height, width]`` array, True where a pixel belongs to ``geometry``.
+
+    As GDAL rasterizes: a pixel belongs when its centre lies inside the geometry;
+    with ``all_touched`` also when the geometry's boundary touches the pixel.
+    ``transform`` maps pixel (col, row) of the window to the geometry's CRS.
+    """
+    px = apply_affine(inverse_affine(transform), geometry)  # the geometry in window pixel space
+    shapely.prepare(px)
+    rows, cols = np.mgrid[0:height, 0:width]
+    cx, cy = cols.ravel() + 0.5, rows.ravel() + 0.5
+    inside = shapely.contains_xy(px, cx, cy)
+    if all_touched:
+        boundary = px.boundary
+        shapely.prepare(boundary)
+        near = np.flatnonzero(~inside & shapely.dwithin(boundary, shapely.points(cx, cy), 0.7072))
+        if near.size:
+            boxes = shapely.box(cx[near] - 0.5, cy[near] - 0.5, cx[near] + 0.5, cy[near] + 0.5)
+            inside[near[shapely.intersects(px, boxes)]] = True
+    return inside.reshape(height, width)
+
+
+async def fetch_headers(
+    uris: Sequence[str], stores: Stores, *, on_done: Callable[[str], None] | None = None
+) -> dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
+    """Parse the header of each URI concurrently; map each URI to (header, object info) or its error.
+
+    Errors are returned, not raised, so one bad file does not sink a batch; the
+    caller decides what to record.
+    """
+
+    async def one(uri: str) -> tuple[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
+        try:
+            info, header = await asyncio.gather(
+                stores.head(uri), parse_header(uri, stores, header_read=stores.settings.header_read)
+            )
+            result: tuple[TiffHeader, ObjectInfo] | RasteretError = (header, info)
+        except RasteretError as exc:
+            result = exc
+        if on_done is not None:
+            on_done(uri)
+        return uri, result
+
+    return dict(await asyncio.gather(*(one(u) for u in dict.fromkeys(uris))))
+
+
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]] | Awaitable[T]) -> T:
+    """Run a coroutine to completion from sync code, also inside a running event loop (Jupyter)."""
+    coro = factory() if callable(factory) else factory
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))  # type: ignore[arg-type]
+        except BaseException as exc:  # re-raised in the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="rasteret-io")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]

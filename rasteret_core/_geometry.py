@@ -1,0 +1,147 @@
+"""Geometry and CRS inputs, normalised once at the public edge.
+
+AOIs and points come as shapely geometries, WKB bytes, GeoJSON mappings,
+``__geo_interface__`` objects or bbox tuples ``(minx, miny, maxx, maxy)``. Their
+CRS is whatever the caller says (``geometry_crs=``), read from table metadata, or
+else OGC:CRS84; Rasteret never guesses anything else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+
+from .errors import GeometryError
+
+__all__ = ["GeometryLike", "to_geometry", "to_crs", "reproject", "inverse_affine", "geometry_table_crs"]
+
+GeometryLike = Any  # shapely geometry | bytes (WKB) | Mapping (GeoJSON) | bbox tuple | __geo_interface__
+
+CRS84 = CRS.from_user_input("OGC:CRS84")
+
+
+def to_geometry(obj: GeometryLike) -> shapely.Geometry:
+    """Normalise one geometry input to a valid shapely geometry.
+
+    Raises:
+        GeometryError: the input is not a geometry, is empty, or is invalid.
+    """
+    try:
+        if isinstance(obj, shapely.Geometry):
+            geom = obj
+        elif isinstance(obj, (bytes, bytearray, memoryview)):
+            geom = shapely.from_wkb(bytes(obj))
+        elif isinstance(obj, str):
+            geom = shapely.from_geojson(obj) if obj.lstrip().startswith("{") else shapely.from_wkt(obj)
+        elif isinstance(obj, Mapping):
+            mapping = obj.get("geometry", obj) if obj.get("type") == "Feature" else obj
+            geom = shapely.geometry.shape(mapping)
+        elif hasattr(obj, "__geo_interface__"):
+            geom = shapely.geometry.shape(obj.__geo_interface__)
+        elif isinstance(obj, Sequence) and len(obj) == 4 and all(isinstance(v, (int, float)) for v in obj):
+            minx, miny, maxx, maxy = (float(v) for v in obj)
+            if not (minx < maxx and miny < maxy):
+                raise GeometryError(f"bbox {tuple(obj)} must be (minx, miny, maxx, maxy) with min < max")
+            geom = shapely.box(minx, miny, maxx, maxy)
+        else:
+            raise GeometryError(
+                f"cannot read a geometry from {type(obj).__name__}; pass a shapely geometry, WKB, "
+                "GeoJSON or a (minx, miny, maxx, maxy) tuple"
+            )
+    except GeometryError:
+        raise
+    except (shapely.errors.ShapelyError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise GeometryError(f"cannot read a geometry from {type(obj).__name__}: {exc}") from exc
+    if geom is None or geom.is_empty:
+        raise GeometryError("the geometry is empty")
+    if not geom.is_valid:
+        reason = shapely.is_valid_reason(geom)
+        raise GeometryError(f"the geometry is invalid ({reason}); repair it first, e.g. with shapely.make_valid")
+    return geom
+
+
+def to_crs(crs: Any | None) -> CRS:
+    """Normalise a CRS input (anything pyproj accepts); None means OGC:CRS84."""
+    if crs is None:
+        return CRS84
+    try:
+        return CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise GeometryError(f"unknown CRS {crs!r}: {exc}") from exc
+
+
+@lru_cache(maxsize=256)
+def _transformer(src: str, dst: str) -> Transformer:
+    return Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
+
+
+def reproject(geom: shapely.Geometry, src: CRS, dst: CRS) -> shapely.Geometry:
+    """Transform a geometry's vertices from ``src`` to ``dst`` (x/y = lon/lat order)."""
+    if src.is_geographic:
+        xmin, ymin, xmax, ymax = geom.bounds
+        if xmin < -360 or xmax > 360 or ymin < -90 or ymax > 90:
+            raise GeometryError(
+                f"coordinates {tuple(round(v, 3) for v in geom.bounds)} are out of range for lon/lat "
+                f"({src.name}); if they are projected, say so with geometry_crs="
+            )
+    if src == dst:
+        return geom
+    transformer = _transformer(src.to_wkt(), dst.to_wkt())
+    out = shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    coords = shapely.get_coordinates(out)
+    if not np.isfinite(coords).all():
+        raise GeometryError(
+            f"the geometry does not transform from {src.to_string()} to {dst.to_string()} "
+            "(it lies outside the target CRS's area of use)"
+        )
+    return out
+
+
+def inverse_affine(t: Sequence[float]) -> tuple[float, float, float, float, float, float]:
+    """The inverse of an affine ``(a, b, c, d, e, f)``, computed as affine/rasterio do."""
+    a, b, c, d, e, f = t
+    det = a * e - b * d
+    if det == 0:
+        raise GeometryError(f"the raster transform {tuple(t)} is degenerate")
+    idet = 1.0 / det
+    ra, rb, rd, re = e * idet, -b * idet, -d * idet, a * idet
+    return (ra, rb, -c * ra - f * rb, rd, re, -c * rd - f * re)
+
+
+def apply_affine(t: Sequence[float], geom: shapely.Geometry) -> shapely.Geometry:
+    """Apply an affine ``(a, b, c, d, e, f)`` to every vertex of ``geom``."""
+    a, b, c, d, e, f = t
+    return shapely.transform(geom, lambda xy: np.column_stack((xy[:, 0] * a + xy[:, 1] * b + c, xy[:, 0] * d + xy[:, 1] * e + f)))
+
+
+def geometry_table_crs(schema: pa.Schema, column: str) -> CRS | None:
+    """The CRS a table's metadata gives its geometry column (GeoParquet ``geo`` or GeoArrow), if any."""
+    meta = schema.metadata or {}
+    if b"geo" in meta:
+        geo = json.loads(meta[b"geo"])
+        col = geo.get("columns", {}).get(column)
+        if col is not None:
+            crs = col.get("crs", "OGC:CRS84")  # GeoParquet: a missing crs means OGC:CRS84
+            return CRS84 if crs is None else to_crs(crs)
+    field = schema.field(column)
+    ext_meta = (field.metadata or {}).get(b"ARROW:extension:metadata")
+    if ext_meta:
+        crs = json.loads(ext_meta).get("crs")
+        if crs is not None:
+            return to_crs(crs)
+    ext_type = getattr(field.type, "extension_name", None)
+    if ext_type and hasattr(field.type, "__arrow_ext_serialize__"):
+        payload = field.type.__arrow_ext_serialize__()
+        if payload:
+            crs = json.loads(payload).get("crs")
+            if crs is not None:
+                return to_crs(crs)
+    return None

@@ -1,0 +1,112 @@
+"""Frozen models of a parsed (Geo)TIFF header.
+
+The parser (`_tiff.parse_header`) produces them; the planner consumes them; the
+collection stores them (as an Arrow struct per asset, see `_schema`).
+
+Conventions: affine transforms are in rasterio/affine order ``(a, b, c, d, e, f)``
+with ``x = a*col + b*row + c`` and ``y = d*col + e*row + f``, referring to the
+outer corner of pixel (0, 0) (PixelIsArea; PixelIsPoint rasters are shifted by
+half a pixel on parse, as GDAL does). Tile tables are in file order: for planar
+configuration 2 the tiles of sample 0 come first, then sample 1, and so on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ImageInfo", "TiffHeader"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ImageInfo:
+    """One image (IFD) of a TIFF: the full resolution, an overview, or a mask.
+
+    Striped images are described as tiles one strip high and the image wide
+    (``tiled=False``), so the planner treats both the same way.
+    """
+
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+    tiled: bool
+    samples_per_pixel: int
+    bits_per_sample: int
+    sample_format: int  # 1 unsigned int, 2 signed int, 3 IEEE float
+    planar_config: int  # 1 chunky (pixel-interleaved), 2 planar (band-separate)
+    compression: int
+    predictor: int
+    photometric: int
+    subfile_type: int  # NewSubfileType: bit 0 reduced resolution, bit 2 mask
+    tile_offsets: np.ndarray  # int64, one per tile (per strip)
+    tile_byte_counts: np.ndarray  # int64
+    jpeg_tables: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+        if self.tile_width <= 0 or self.tile_height <= 0:
+            raise ValueError(f"tile size must be positive, got {self.tile_width}x{self.tile_height}")
+        if len(self.tile_offsets) != len(self.tile_byte_counts):
+            raise ValueError("tile offsets and byte counts differ in length")
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy dtype of one sample (native byte order)."""
+        kind = {1: "u", 2: "i", 3: "f"}[self.sample_format]
+        return np.dtype(f"{kind}{self.bits_per_sample // 8}")
+
+    @property
+    def tiles_across(self) -> int:
+        return math.ceil(self.width / self.tile_width)
+
+    @property
+    def tiles_down(self) -> int:
+        return math.ceil(self.height / self.tile_height)
+
+    @property
+    def is_overview(self) -> bool:
+        return bool(self.subfile_type & 1) and not self.is_mask
+
+    @property
+    def is_mask(self) -> bool:
+        return bool(self.subfile_type & 4)
+
+    def tile_index(self, row: int, col: int, sample: int = 0) -> int:
+        """Index into the tile tables of tile (row, col) holding ``sample``."""
+        index = row * self.tiles_across + col
+        if self.planar_config == 2:
+            index += sample * self.tiles_across * self.tiles_down
+        return index
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TiffHeader:
+    """A parsed GeoTIFF header: every image, georeferencing and nodata."""
+
+    uri: str
+    byte_order: str  # "<" little endian (II), ">" big endian (MM)
+    bigtiff: bool
+    images: tuple[ImageInfo, ...]  # images[0] is the full resolution; then file order
+    crs: str | None  # "EPSG:<code>", or None when the file has no GeoKeys
+    transform: tuple[float, float, float, float, float, float] | None
+    nodata: float | None
+    pixel_is_point: bool = False
+    gdal_metadata: str | None = None
+    size: int | None = None  # bytes in the file, when the store told us
+    header_bytes_read: int = field(default=0)
+    header_requests: int = field(default=0)
+
+    @property
+    def image(self) -> ImageInfo:
+        """The full-resolution image."""
+        return self.images[0]
+
+    @property
+    def overviews(self) -> tuple[ImageInfo, ...]:
+        """Reduced-resolution images, finest first (masks excluded)."""
+        ovs = [im for im in self.images[1:] if im.is_overview]
+        return tuple(sorted(ovs, key=lambda im: -im.width))

@@ -1,0 +1,231 @@
+"""The read planner: pure, synchronous, no I/O.
+
+It maps (record assets with parsed headers, a geometry) to a frozen
+:class:`ReadPlan`: for each record x band a pixel window and the tiles it
+touches, and for the whole read the merged byte-range requests. The fetcher
+(`_fetch.execute_plan`) runs a plan; ``plan.summary()`` tells its cost first.
+
+Conventions: windows are in pixels of the chosen image, half-open; byte ranges
+are half-open ``[start, end)``; transforms are rasterio-ordered affines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+import shapely
+from pyproj import CRS
+
+from ._decode import check_supported
+from ._geometry import apply_affine, inverse_affine, reproject, to_crs
+from ._header import ImageInfo, TiffHeader
+from .errors import PlanningError
+
+__all__ = ["Window", "ChunkRequest", "ChunkPlan", "TilePart", "RangeRequest", "ReadPlan", "plan_window", "plan_read", "coalesce_ranges"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A pixel window: rows ``[row_off, row_off + height)``, cols ``[col_off, col_off + width)``."""
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+    @property
+    def empty(self) -> bool:
+        return self.height <= 0 or self.width <= 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ChunkRequest:
+    """What to read for one output chunk: one band of one record, within one geometry.
+
+    ``key`` is the caller's handle for the chunk (say ``(aoi, record, band)``);
+    ``geometry`` is in ``geometry_crs``.
+    """
+
+    key: Hashable
+    uri: str
+    header: TiffHeader
+    geometry: shapely.Geometry
+    geometry_crs: CRS
+    sample: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ChunkPlan:
+    """The planned read of one chunk: a window of one image and the tiles it touches."""
+
+    key: Hashable
+    uri: str
+    image: ImageInfo
+    ifd: int
+    byte_order: str
+    sample: int
+    window: Window
+    transform: tuple[float, ...]  # of the window's pixel (0, 0), in the raster CRS
+    crs: str | None
+    fill: float
+    geometry: shapely.Geometry  # in the raster CRS
+    tiles: tuple[int, ...]  # indices into the image's tile tables
+
+
+@dataclass(frozen=True, slots=True)
+class TilePart:
+    """One tile's bytes inside a merged request."""
+
+    ifd: int
+    tile: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class RangeRequest:
+    """One GET: bytes ``[start, end)`` of ``uri``, holding ``parts``."""
+
+    uri: str
+    start: int
+    end: int
+    parts: tuple[TilePart, ...]
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReadPlan:
+    """A whole read: the chunks to assemble and the requests that feed them."""
+
+    chunks: tuple[ChunkPlan, ...]
+    requests: tuple[RangeRequest, ...]
+    all_touched: bool = False
+
+    def summary(self) -> dict[str, int]:
+        """Counts before any I/O: chunks, tiles, requests, bytes to read, tile bytes needed."""
+        tiles = {(c.uri, c.ifd, t) for c in self.chunks for t in c.tiles}
+        sizes = {(r.uri, p.ifd, p.tile): p.length for r in self.requests for p in r.parts}
+        return {
+            "chunks": len(self.chunks),
+            "uris": len({c.uri for c in self.chunks}),
+            "tiles": len(tiles),
+            "requests": len(self.requests),
+            "bytes": sum(r.length for r in self.requests),
+            "tile_bytes": sum(sizes.values()),
+        }
+
+
+def plan_window(geometry: shapely.Geometry, transform: Sequence[float], width: int, height: int) -> Window:
+    """The pixel window rasterio.mask would crop to: the geometry's pixel bounds, floored
+    and ceiled, intersected with the raster (may be empty)."""
+    px = apply_affine(inverse_affine(transform), geometry)
+    cmin, rmin, cmax, rmax = shapely.bounds(px).tolist()
+    row_start, row_stop = math.floor(rmin), math.ceil(rmax)
+    col_start, col_stop = math.floor(cmin), math.ceil(cmax)
+    r0, c0 = max(row_start, 0), max(col_start, 0)
+    r1, c1 = min(row_stop, height), min(col_stop, width)
+    return Window(r0, c0, max(r1 - r0, 0), max(c1 - c0, 0))
+
+
+def _tiles_for(image: ImageInfo, window: Window, sample: int) -> tuple[int, ...]:
+    tr0, tr1 = window.row_off // image.tile_height, (window.row_off + window.height - 1) // image.tile_height
+    tc0, tc1 = window.col_off // image.tile_width, (window.col_off + window.width - 1) // image.tile_width
+    return tuple(
+        image.tile_index(r, c, sample) for r in range(tr0, tr1 + 1) for c in range(tc0, tc1 + 1)
+    )
+
+
+def coalesce_ranges(
+    ranges: Iterable[tuple[int, int]], *, gap: int, max_bytes: int
+) -> list[tuple[int, int, list[int]]]:
+    """Merge half-open byte ranges whose gap is at most ``gap`` bytes.
+
+    Returns ``(start, end, members)`` per merged range, ``members`` being indices into
+    ``ranges``. A merged range grows past ``max_bytes`` only when a single input does.
+    Every input byte is covered by exactly the merged range that lists it.
+    """
+    items = sorted(enumerate(ranges), key=lambda kv: (kv[1][0], kv[1][1]))
+    merged: list[tuple[int, int, list[int]]] = []
+    for idx, (start, end) in items:
+        if merged:
+            mstart, mend, members = merged[-1]
+            if start - mend <= gap and max(end, mend) - mstart <= max_bytes:
+                merged[-1] = (mstart, max(mend, end), members + [idx])
+                continue
+        merged.append((start, end, [idx]))
+    return merged
+
+
+def plan_read(
+    requests: Sequence[ChunkRequest],
+    *,
+    all_touched: bool = False,
+    coalesce_gap: int = 64 * 1024,
+    max_request_bytes: int = 16 * 1024 * 1024,
+    drop_empty: bool = True,
+) -> ReadPlan:
+    """Plan the reads of ``requests``: window, tiles, merged byte ranges.
+
+    Chunks whose geometry misses the raster (an empty window) are left out when
+    ``drop_empty`` (the footprint met the request but no pixel does); otherwise
+    planning them is an error.
+    """
+    chunks: list[ChunkPlan] = []
+    for req in requests:
+        header = req.header
+        image = header.image
+        check_supported(image, uri=req.uri)
+        if header.transform is None or header.crs is None:
+            raise PlanningError(f"{req.uri}: the raster has no georeferencing (CRS and transform); cannot place an AOI")
+        if req.sample >= image.samples_per_pixel:
+            raise PlanningError(f"{req.uri}: sample {req.sample} asked, the file has {image.samples_per_pixel}")
+        geom = reproject(req.geometry, req.geometry_crs, to_crs(header.crs))
+        window = plan_window(geom, header.transform, image.width, image.height)
+        if window.empty:
+            if drop_empty:
+                continue
+            raise PlanningError(f"{req.uri}: the geometry does not overlap the raster")
+        a, b, c, d, e, f = header.transform
+        wt = (a, b, a * window.col_off + b * window.row_off + c, d, e, d * window.col_off + e * window.row_off + f)
+        chunks.append(
+            ChunkPlan(
+                key=req.key,
+                uri=req.uri,
+                image=image,
+                ifd=0,
+                byte_order=header.byte_order,
+                sample=req.sample,
+                window=window,
+                transform=wt,
+                crs=header.crs,
+                fill=header.nodata if header.nodata is not None else 0,
+                geometry=geom,
+                tiles=_tiles_for(image, window, req.sample),
+            )
+        )
+    return ReadPlan(tuple(chunks), _plan_requests(chunks, coalesce_gap, max_request_bytes), all_touched)
+
+
+def _plan_requests(chunks: Sequence[ChunkPlan], gap: int, max_bytes: int) -> tuple[RangeRequest, ...]:
+    by_uri: dict[str, dict[tuple[int, int], TilePart]] = defaultdict(dict)
+    for chunk in chunks:
+        for tile in chunk.tiles:
+            length = int(chunk.image.tile_byte_counts[tile])
+            if length == 0:  # sparse tile: nothing to read, stays fill
+                continue
+            part = TilePart(chunk.ifd, tile, int(chunk.image.tile_offsets[tile]), length)
+            by_uri[chunk.uri][(chunk.ifd, tile)] = part
+    out: list[RangeRequest] = []
+    for uri, parts_by_key in by_uri.items():
+        parts = list(parts_by_key.values())
+        for start, end, members in coalesce_ranges(
+            [(p.offset, p.offset + p.length) for p in parts], gap=gap, max_bytes=max_bytes
+        ):
+            out.append(RangeRequest(uri, start, end, tuple(parts[i] for i in members)))
+    return tuple(out)

@@ -1,0 +1,326 @@
+"""Byte sources behind one protocol: ``s3://`` (aiobotocore), ``http(s)://``, local paths.
+
+A store serves half-open byte ranges ``[start, end)`` of objects named by URI.
+:class:`Stores` routes each URI to the right backend, opens clients lazily,
+bounds concurrency, retries retryable failures and counts requests and bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import unquote, urlparse
+
+from .errors import FetchError, ObjectNotFoundError
+from .settings import Settings
+
+__all__ = ["ByteStore", "Stores", "IOStats", "ObjectInfo"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a store knows of an object without reading it."""
+
+    size: int
+    etag: str | None = None
+    last_modified: str | None = None  # ISO 8601, UTC
+
+
+@runtime_checkable
+class ByteStore(Protocol):
+    """Anything that serves byte ranges of objects."""
+
+    async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        """Return bytes ``[start, end)`` of ``uri`` (fewer only at the end of the object)."""
+        ...
+
+    async def head(self, uri: str) -> ObjectInfo:
+        """Return the size, ETag and last-modified time of ``uri``."""
+        ...
+
+
+@dataclass(slots=True)
+class IOStats:
+    """Requests and bytes served, for `explain`, logs and benchmarks."""
+
+    requests: int = 0
+    bytes: int = 0
+
+    def add(self, nbytes: int) -> None:
+        self.requests += 1
+        self.bytes += nbytes
+
+
+class _LocalStore:
+    async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        return await asyncio.to_thread(self._read, _local_path(uri), start, end)
+
+    @staticmethod
+    def _read(path: str, start: int, end: int) -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError("no such file; check the href or re-build the collection", uri=path) from exc
+        except OSError as exc:
+            raise FetchError(f"cannot open: {exc}", uri=path, retryable=False) from exc
+        try:
+            return os.pread(fd, end - start, start)
+        finally:
+            os.close(fd)
+
+    async def head(self, uri: str) -> ObjectInfo:
+        path = _local_path(uri)
+        try:
+            st = await asyncio.to_thread(os.stat, path)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError("no such file; check the href or re-build the collection", uri=uri) from exc
+        from datetime import datetime, timezone
+
+        modified = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc).isoformat()
+        return ObjectInfo(size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=modified)
+
+
+class _HTTPStore:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._session = None
+
+    async def _client(self):
+        if self._session is None:
+            import aiohttp
+
+            timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        session = await self._client()
+        headers = {"Range": f"bytes={start}-{end - 1}"}
+        async with session.get(uri, headers=headers) as resp:
+            if resp.status == 404:
+                raise ObjectNotFoundError("HTTP 404; check the href", uri=uri)
+            if resp.status == 416:
+                return b""
+            if resp.status >= 400:
+                raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
+            data = await resp.read()
+            if resp.status == 200:  # server ignored Range
+                data = data[start:end]
+            return data
+
+    async def head(self, uri: str) -> ObjectInfo:
+        session = await self._client()
+        async with session.head(uri, allow_redirects=True) as resp:
+            if resp.status == 404:
+                raise ObjectNotFoundError("HTTP 404; check the href", uri=uri)
+            if resp.status >= 400:
+                raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
+            return ObjectInfo(
+                size=int(resp.headers.get("Content-Length", 0)),
+                etag=resp.headers.get("ETag"),
+                last_modified=resp.headers.get("Last-Modified"),
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _S3Store:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stack = contextlib.AsyncExitStack()
+        self._s3 = None
+        self._lock = asyncio.Lock()
+
+    async def _client(self):
+        async with self._lock:
+            if self._s3 is None:
+                from aiobotocore.config import AioConfig
+                from aiobotocore.session import get_session
+                from botocore import UNSIGNED
+
+                s = self._settings
+                session = get_session()
+                if s.aws_profile:
+                    session.set_config_variable("profile", s.aws_profile)
+                config = AioConfig(
+                    max_pool_connections=s.max_concurrency,
+                    connect_timeout=s.request_timeout,
+                    read_timeout=s.request_timeout,
+                    retries={"max_attempts": 1},
+                    signature_version=UNSIGNED if s.aws_no_sign_request else None,
+                    s3={"addressing_style": "path"} if s.aws_endpoint_url else None,
+                )
+                self._s3 = await self._stack.enter_async_context(
+                    session.create_client(
+                        "s3",
+                        endpoint_url=s.aws_endpoint_url,
+                        region_name=s.aws_region or "us-east-1",
+                        aws_access_key_id=s.aws_access_key_id,
+                        aws_secret_access_key=s.aws_secret_access_key,
+                        aws_session_token=s.aws_session_token,
+                        config=config,
+                    )
+                )
+            return self._s3
+
+    def _extra(self) -> dict[str, str]:
+        return {"RequestPayer": "requester"} if self._settings.requester_pays else {}
+
+    async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        bucket, key = _split_s3(uri)
+        s3 = await self._client()
+        try:
+            resp = await s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **self._extra())
+            async with resp["Body"] as body:
+                return await body.read()
+        except Exception as exc:  # botocore raises ClientError subclasses; map them
+            _raise_s3(exc, uri)
+            raise
+
+    async def head(self, uri: str) -> ObjectInfo:
+        bucket, key = _split_s3(uri)
+        s3 = await self._client()
+        try:
+            resp = await s3.head_object(Bucket=bucket, Key=key, **self._extra())
+        except Exception as exc:
+            _raise_s3(exc, uri)
+            raise
+        modified = resp.get("LastModified")
+        return ObjectInfo(
+            size=int(resp["ContentLength"]),
+            etag=resp.get("ETag"),
+            last_modified=modified.isoformat() if modified is not None else None,
+        )
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+
+def _raise_s3(exc: Exception, uri: str) -> None:
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in {"NoSuchKey", "NoSuchBucket", "404", "NotFound"} or status == 404:
+            raise ObjectNotFoundError(f"S3 {code or status}: no such object; check the href", uri=uri) from exc
+        if code == "InvalidRange" or status == 416:
+            raise FetchError("requested range lies past the end of the object", uri=uri, retryable=False) from exc
+        if code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"} or status == 403:
+            raise FetchError(
+                f"S3 {code or status}: access denied; check AWS_* credentials (or AWS_NO_SIGN_REQUEST, "
+                "RASTERET_REQUESTER_PAYS)",
+                uri=uri,
+                retryable=False,
+            ) from exc
+        raise FetchError(f"S3 {code or status}", uri=uri, retryable=status >= 500 or status in {0, 429}) from exc
+    if isinstance(exc, (BotoConnectionError, ReadTimeoutError, asyncio.TimeoutError, OSError)):
+        raise FetchError(f"{type(exc).__name__}: {exc}", uri=uri, retryable=True) from exc
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if not parsed.netloc or not parsed.path.strip("/"):
+        raise FetchError("not an s3://bucket/key URI", uri=uri, retryable=False)
+    return parsed.netloc, unquote(parsed.path.lstrip("/"))
+
+
+def _local_path(uri: str) -> str:
+    if uri.startswith("file://"):
+        return unquote(urlparse(uri).path)
+    return str(Path(uri))
+
+
+def scheme_of(uri: str) -> str:
+    """``s3``, ``http`` (also for https) or ``file``."""
+    lowered = uri.lower()
+    if lowered.startswith("s3://"):
+        return "s3"
+    if lowered.startswith(("http://", "https://")):
+        return "http"
+    return "file"
+
+
+class Stores:
+    """Routes URIs to backends; bounds concurrency; retries; counts.
+
+    Use as an async context manager so network clients are closed::
+
+        async with Stores(settings) as stores:
+            data = await stores.get_range("s3://bucket/key.tif", 0, 65536)
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.stats = IOStats()
+        self._backends: dict[str, ByteStore] = {}
+        self._sem = asyncio.Semaphore(self.settings.max_concurrency)
+
+    async def __aenter__(self) -> Stores:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for backend in self._backends.values():
+            close = getattr(backend, "close", None)
+            if close is not None:
+                await close()
+        self._backends.clear()
+
+    def _backend(self, uri: str) -> ByteStore:
+        scheme = scheme_of(uri)
+        if scheme not in self._backends:
+            self._backends[scheme] = {
+                "s3": lambda: _S3Store(self.settings),
+                "http": lambda: _HTTPStore(self.settings),
+                "file": _LocalStore,
+            }[scheme]()
+        return self._backends[scheme]
+
+    async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        """Return bytes ``[start, end)`` of ``uri``, retrying retryable failures."""
+        if end <= start:
+            return b""
+        backend = self._backend(uri)
+        attempts = max(1, self.settings.request_retries)
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self._sem:
+                    data = await asyncio.wait_for(backend.get_range(uri, start, end), self.settings.request_timeout)
+                self.stats.add(len(data))
+                log.debug("GET %s [%d, %d): %d bytes", uri, start, end, len(data))
+                return data
+            except asyncio.TimeoutError as exc:
+                error: FetchError = FetchError(
+                    f"timed out after {self.settings.request_timeout}s (RASTERET_REQUEST_TIMEOUT)",
+                    uri=uri,
+                    retryable=True,
+                )
+                error.__cause__ = exc
+            except FetchError as exc:
+                error = exc
+            if not error.retryable or attempt == attempts:
+                raise error
+            delay = min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random())
+            log.debug("retrying %s after %s (attempt %d/%d)", uri, error, attempt, attempts)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def get_ranges(self, uri: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Fetch several ranges of one object concurrently, in the order given."""
+        return list(await asyncio.gather(*(self.get_range(uri, s, e) for s, e in ranges)))
+
+    async def head(self, uri: str) -> ObjectInfo:
+        """Size, ETag and last-modified time of ``uri``."""
+        async with self._sem:
+            return await self._backend(uri).head(uri)

@@ -1,0 +1,551 @@
+"""Parse (Geo)TIFF headers: every IFD, the tile tables, georeferencing and nodata.
+
+:func:`parse_header` reads byte ranges through any :class:`~rasteret_core._store.ByteStore`.
+A cloud-optimized GeoTIFF keeps its header at the start of the file, so one request
+of ``header_read`` bytes usually covers it; IFDs or tag values beyond it are fetched
+with a read-ahead that doubles at each further request, and fetched chunks are kept
+in a sparse cache (an IFD at the end of a large file costs one more request, not a
+read of the whole file).
+
+Everything malformed raises :class:`~rasteret_core.errors.TiffFormatError`; valid
+files using a feature Rasteret does not read (a user-defined CRS, samples of mixed
+bit depth) raise :class:`~rasteret_core.errors.UnsupportedTiffError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._header import ImageInfo, TiffHeader
+from ._store import ByteStore
+from .errors import TiffFormatError, UnsupportedTiffError
+
+__all__ = ["parse_header"]
+
+log = logging.getLogger(__name__)
+
+MAX_IFDS = 1024
+MAX_ENTRIES = 4096  # tags in one IFD
+MAX_TAG_VALUES = 2**28
+MAX_TAG_BYTES = 2**30
+MAX_READ_AHEAD = 16 * 2**20
+_INT64_MAX = 2**63 - 1
+
+NEW_SUBFILE_TYPE = 254
+IMAGE_WIDTH = 256
+IMAGE_LENGTH = 257
+BITS_PER_SAMPLE = 258
+COMPRESSION = 259
+PHOTOMETRIC = 262
+STRIP_OFFSETS = 273
+SAMPLES_PER_PIXEL = 277
+ROWS_PER_STRIP = 278
+STRIP_BYTE_COUNTS = 279
+PLANAR_CONFIG = 284
+PREDICTOR = 317
+TILE_WIDTH = 322
+TILE_LENGTH = 323
+TILE_OFFSETS = 324
+TILE_BYTE_COUNTS = 325
+SAMPLE_FORMAT = 339
+JPEG_TABLES = 347
+MODEL_PIXEL_SCALE = 33550
+MODEL_TIEPOINT = 33922
+MODEL_TRANSFORMATION = 34264
+GEO_KEY_DIRECTORY = 34735
+GEO_DOUBLE_PARAMS = 34736
+GEO_ASCII_PARAMS = 34737
+GDAL_METADATA = 42112
+GDAL_NODATA = 42113
+
+_TAG_NAMES = {
+    NEW_SUBFILE_TYPE: "NewSubfileType",
+    IMAGE_WIDTH: "ImageWidth",
+    IMAGE_LENGTH: "ImageLength",
+    BITS_PER_SAMPLE: "BitsPerSample",
+    COMPRESSION: "Compression",
+    PHOTOMETRIC: "PhotometricInterpretation",
+    STRIP_OFFSETS: "StripOffsets",
+    SAMPLES_PER_PIXEL: "SamplesPerPixel",
+    ROWS_PER_STRIP: "RowsPerStrip",
+    STRIP_BYTE_COUNTS: "StripByteCounts",
+    PLANAR_CONFIG: "PlanarConfiguration",
+    PREDICTOR: "Predictor",
+    TILE_WIDTH: "TileWidth",
+    TILE_LENGTH: "TileLength",
+    TILE_OFFSETS: "TileOffsets",
+    TILE_BYTE_COUNTS: "TileByteCounts",
+    SAMPLE_FORMAT: "SampleFormat",
+    JPEG_TABLES: "JPEGTables",
+    MODEL_PIXEL_SCALE: "ModelPixelScale",
+    MODEL_TIEPOINT: "ModelTiepoint",
+    MODEL_TRANSFORMATION: "ModelTransformation",
+    GEO_KEY_DIRECTORY: "GeoKeyDirectory",
+    GEO_DOUBLE_PARAMS: "GeoDoubleParams",
+    GEO_ASCII_PARAMS: "GeoAsciiParams",
+    GDAL_METADATA: "GDAL_METADATA",
+    GDAL_NODATA: "GDAL_NODATA",
+}
+
+# GeoKeys read (all SHORT values stored in the directory itself).
+GT_MODEL_TYPE = 1024
+GT_RASTER_TYPE = 1025
+GEOGRAPHIC_TYPE = 2048
+PROJECTED_CS_TYPE = 3072
+_GEOKEY_NAMES = {
+    GT_MODEL_TYPE: "GTModelTypeGeoKey",
+    GT_RASTER_TYPE: "GTRasterTypeGeoKey",
+    GEOGRAPHIC_TYPE: "GeographicTypeGeoKey",
+    PROJECTED_CS_TYPE: "ProjectedCSTypeGeoKey",
+}
+_USER_DEFINED = 32767
+
+# TIFF field type -> (numpy type code, numbers per value); RATIONALs are pairs.
+_FIELD_TYPES: dict[int, tuple[str, int]] = {
+    1: ("u1", 1),  # BYTE
+    2: ("u1", 1),  # ASCII
+    3: ("u2", 1),  # SHORT
+    4: ("u4", 1),  # LONG
+    5: ("u4", 2),  # RATIONAL
+    6: ("i1", 1),  # SBYTE
+    7: ("u1", 1),  # UNDEFINED
+    8: ("i2", 1),  # SSHORT
+    9: ("i4", 1),  # SLONG
+    10: ("i4", 2),  # SRATIONAL
+    11: ("f4", 1),  # FLOAT
+    12: ("f8", 1),  # DOUBLE
+    13: ("u4", 1),  # IFD
+    16: ("u8", 1),  # LONG8
+    17: ("i8", 1),  # SLONG8
+    18: ("u8", 1),  # IFD8
+}
+_INTEGER_TYPES = frozenset({1, 3, 4, 6, 8, 9, 13, 16, 17, 18})
+
+
+async def parse_header(uri: str, store: ByteStore, *, header_read: int = 65536) -> TiffHeader:
+    """Parse the header of the (Geo)TIFF at ``uri``: every IFD, georeferencing, nodata.
+
+    Args:
+        uri: The file, as ``store`` names it.
+        store: Serves half-open byte ranges ``[start, end)`` of ``uri``.
+        header_read: Bytes read by the first request; later requests double it.
+
+    Returns:
+        The header. ``images[0]`` is the full-resolution image, the others follow in
+        file order (overviews and masks, told apart by ``subfile_type``). The
+        transform is in rasterio order, shifted by half a pixel for PixelIsPoint
+        rasters as GDAL does.
+
+    Raises:
+        TiffFormatError: The file is not a TIFF, or is truncated or inconsistent.
+        UnsupportedTiffError: The file is valid but uses a feature Rasteret does not read.
+        FetchError: The store could not serve a range.
+    """
+    reader = _Reader(uri, store, header_read)
+    layout = await _read_layout(reader)
+    ifds = [_IFD(entries, reader, layout) for entries in await _read_ifd_chain(reader, layout)]
+    images = [await _read_image(ifd) for ifd in ifds]
+    full = next((i for i, im in enumerate(images) if not im.subfile_type & 0b101), 0)
+    images.insert(0, images.pop(full))
+    crs, transform, pixel_is_point = await _read_georeferencing(ifds[full])
+    nodata = await _read_nodata(ifds[full])
+    gdal_metadata = await ifds[full].text(GDAL_METADATA)
+    if reader.size is not None:
+        for image in images:
+            _check_tiles_in_file(image, reader.size, uri)
+    log.debug("parsed %s: %d images, %d requests, %d bytes", uri, len(images), reader.requests, reader.bytes_read)
+    return TiffHeader(
+        uri=uri,
+        byte_order=layout.byte_order,
+        bigtiff=layout.bigtiff,
+        images=tuple(images),
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        pixel_is_point=pixel_is_point,
+        gdal_metadata=gdal_metadata,
+        size=reader.size,
+        header_bytes_read=reader.bytes_read,
+        header_requests=reader.requests,
+    )
+
+
+class _Reader:
+    """Serves byte ranges of one object from a sparse cache of fetched chunks."""
+
+    def __init__(self, uri: str, store: ByteStore, read_ahead: int) -> None:
+        self.uri = uri
+        self.store = store
+        self.read_ahead = read_ahead
+        self.size: int | None = None  # known once a read came back short
+        self.requests = 0
+        self.bytes_read = 0
+        self._chunks: list[tuple[int, bytes]] = []  # sorted by start, disjoint, not adjacent
+
+    async def read(self, offset: int, length: int) -> bytes:
+        """Return exactly ``length`` bytes at ``offset``, fetching what the cache lacks."""
+        data, fetch_from = self._lookup(offset, offset + length)
+        if data is None:
+            await self._fetch(fetch_from, max(offset + length, fetch_from + self.read_ahead))
+            self.read_ahead = min(2 * self.read_ahead, MAX_READ_AHEAD)
+            data, _ = self._lookup(offset, offset + length)
+            if data is None:
+                raise TiffFormatError(
+                    f"bytes [{offset}, {offset + length}) lie past the end of the file ({self.size} bytes)",
+                    uri=self.uri,
+                )
+        return data
+
+    def _lookup(self, start: int, end: int) -> tuple[bytes | None, int]:
+        """Return the cached bytes ``[start, end)``, or None and where fetching should begin."""
+        for chunk_start, chunk in self._chunks:
+            chunk_end = chunk_start + len(chunk)
+            if chunk_start <= start <= chunk_end:
+                if end <= chunk_end:
+                    return chunk[start - chunk_start : end - chunk_start], start
+                return None, chunk_end
+        return None, start
+
+    async def _fetch(self, start: int, end: int) -> None:
+        if self.size is not None:
+            end = min(end, self.size)
+            if start >= end:
+                return
+        data = await self.store.get_range(self.uri, start, end)
+        self.requests += 1
+        self.bytes_read += len(data)
+        log.debug("header read %s [%d, %d): %d bytes", self.uri, start, end, len(data))
+        if len(data) < end - start:
+            self.size = start + len(data)
+        if data:
+            self._insert(start, bytes(data))
+
+    def _insert(self, start: int, data: bytes) -> None:
+        merged: list[tuple[int, bytes]] = []
+        for chunk_start, chunk in sorted([*self._chunks, (start, data)], key=lambda c: c[0]):
+            if merged and chunk_start <= merged[-1][0] + len(merged[-1][1]):
+                prev_start, prev = merged[-1]
+                prev_end = prev_start + len(prev)
+                if chunk_start + len(chunk) > prev_end:
+                    merged[-1] = (prev_start, prev + chunk[prev_end - chunk_start :])
+            else:
+                merged.append((chunk_start, chunk))
+        self._chunks = merged
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Byte order and classic/BigTIFF sizes of one file."""
+
+    byte_order: str  # "<" or ">"
+    bigtiff: bool
+
+    @property
+    def endian(self) -> str:
+        return "little" if self.byte_order == "<" else "big"
+
+    @property
+    def offset_size(self) -> int:
+        return 8 if self.bigtiff else 4
+
+    @property
+    def header_size(self) -> int:
+        return 16 if self.bigtiff else 8
+
+    @property
+    def entry_dtype(self) -> np.dtype:
+        bo = self.byte_order
+        count = "u8" if self.bigtiff else "u4"
+        return np.dtype(
+            [("tag", bo + "u2"), ("type", bo + "u2"), ("count", bo + count), ("value", f"V{self.offset_size}")]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    tag: int
+    type: int
+    count: int
+    value: bytes  # the raw value field: the value itself when it fits, else its offset
+
+
+async def _read_layout(reader: _Reader) -> _Layout:
+    head = await reader.read(0, 8)
+    marks = {b"II": "<", b"MM": ">"}
+    if head[:2] not in marks:
+        raise TiffFormatError(f"not a TIFF file (starts with {head[:4]!r})", uri=reader.uri)
+    layout = _Layout(marks[head[:2]], bigtiff=False)
+    version = int.from_bytes(head[2:4], layout.endian)
+    if version == 42:
+        return layout
+    if version == 43:
+        head = await reader.read(0, 16)
+        if int.from_bytes(head[4:6], layout.endian) != 8 or int.from_bytes(head[6:8], layout.endian) != 0:
+            raise TiffFormatError("BigTIFF header has a bad offset size", uri=reader.uri)
+        return _Layout(layout.byte_order, bigtiff=True)
+    raise TiffFormatError(f"not a TIFF file (version {version}, expected 42 or 43)", uri=reader.uri)
+
+
+async def _read_ifd_chain(reader: _Reader, layout: _Layout) -> list[dict[int, _Entry]]:
+    """Read the entries of every IFD in the chain, in file order."""
+    first = await reader.read(layout.header_size - layout.offset_size, layout.offset_size)
+    offset = int.from_bytes(first, layout.endian)
+    ifds: list[dict[int, _Entry]] = []
+    seen: set[int] = set()
+    while offset:
+        if offset in seen:
+            raise TiffFormatError(f"the IFD chain loops back to offset {offset}", uri=reader.uri)
+        if len(ifds) == MAX_IFDS:
+            raise TiffFormatError(f"more than {MAX_IFDS} IFDs", uri=reader.uri)
+        if offset < layout.header_size:
+            raise TiffFormatError(f"an IFD offset ({offset}) points into the file header", uri=reader.uri)
+        seen.add(offset)
+        entries, offset = await _read_ifd(reader, layout, offset)
+        ifds.append(entries)
+    if not ifds:
+        raise TiffFormatError("the file holds no image (first IFD offset is 0)", uri=reader.uri)
+    return ifds
+
+
+async def _read_ifd(reader: _Reader, layout: _Layout, offset: int) -> tuple[dict[int, _Entry], int]:
+    """Read one IFD; return its entries (first of each tag wins) and the next IFD's offset."""
+    count_size = 8 if layout.bigtiff else 2
+    n = int.from_bytes(await reader.read(offset, count_size), layout.endian)
+    if not 0 < n <= MAX_ENTRIES:
+        raise TiffFormatError(f"the IFD at offset {offset} claims {n} entries", uri=reader.uri)
+    dtype = layout.entry_dtype
+    block = await reader.read(offset + count_size, n * dtype.itemsize + layout.offset_size)
+    entries: dict[int, _Entry] = {}
+    for tag, type_, count, value in np.frombuffer(block, dtype, count=n).tolist():
+        if tag in _TAG_NAMES and tag not in entries:
+            entries[tag] = _Entry(tag, type_, count, bytes(value))
+    return entries, int.from_bytes(block[-layout.offset_size :], layout.endian)
+
+
+class _IFD:
+    """Typed access to the values of one IFD's tags (values are read on demand)."""
+
+    def __init__(self, entries: dict[int, _Entry], reader: _Reader, layout: _Layout) -> None:
+        self.entries = entries
+        self.reader = reader
+        self.layout = layout
+
+    def has(self, tag: int) -> bool:
+        return tag in self.entries
+
+    def count(self, tag: int) -> int:
+        return self.entries[tag].count
+
+    def error(self, tag: int, message: str) -> TiffFormatError:
+        return TiffFormatError(f"tag {_TAG_NAMES[tag]} ({tag}) {message}", uri=self.reader.uri)
+
+    async def raw(self, tag: int) -> bytes:
+        """The bytes of the tag's values as stored."""
+        entry = self.entries[tag]
+        if entry.type not in _FIELD_TYPES:
+            raise self.error(tag, f"has unknown field type {entry.type}")
+        code, per_value = _FIELD_TYPES[entry.type]
+        nbytes = entry.count * per_value * np.dtype(code).itemsize
+        if entry.count > MAX_TAG_VALUES or nbytes > MAX_TAG_BYTES:
+            raise self.error(tag, f"claims {entry.count} values ({nbytes} bytes)")
+        if nbytes <= self.layout.offset_size:
+            return entry.value[:nbytes]
+        return await self.reader.read(int.from_bytes(entry.value, self.layout.endian), nbytes)
+
+    async def numbers(self, tag: int) -> np.ndarray:
+        """The tag's values as a numeric array (RATIONALs divided out to float64)."""
+        entry = self.entries[tag]
+        raw = await self.raw(tag)
+        code, per_value = _FIELD_TYPES[entry.type]
+        values = np.frombuffer(raw, np.dtype(code).newbyteorder(self.layout.byte_order))
+        if per_value == 2:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return values[0::2].astype(np.float64) / values[1::2]
+        return values
+
+    async def ints(self, tag: int) -> np.ndarray:
+        """The tag's values as non-negative int64 (must be an integer field type)."""
+        entry = self.entries[tag]
+        if entry.type not in _INTEGER_TYPES:
+            raise self.error(tag, f"must hold integers, has field type {entry.type}")
+        values = await self.numbers(tag)
+        if values.size and (values.min() < 0 or values.max() > _INT64_MAX):
+            raise self.error(tag, "holds a value out of range")
+        return values.astype(np.int64)
+
+    async def scalar(self, tag: int, default: int | None = None) -> int:
+        """The tag's first value; ``default`` when absent (required when None)."""
+        if tag not in self.entries:
+            if default is None:
+                raise self.error(tag, "is required but missing")
+            return default
+        values = await self.ints(tag)
+        if values.size == 0:
+            raise self.error(tag, "has no value")
+        return int(values[0])
+
+    async def same_ints(self, tag: int, default: int) -> int:
+        """The tag's one value repeated per sample; UnsupportedTiffError when samples differ."""
+        if tag not in self.entries:
+            return default
+        values = await self.ints(tag)
+        if values.size == 0:
+            raise self.error(tag, "has no value")
+        if (values != values[0]).any():
+            raise UnsupportedTiffError(
+                "samples differ", uri=self.reader.uri, tag=_TAG_NAMES[tag], value=tuple(values.tolist())
+            )
+        return int(values[0])
+
+    async def text(self, tag: int) -> str | None:
+        """The tag's ASCII value up to the first NUL; None when absent."""
+        if tag not in self.entries:
+            return None
+        return (await self.raw(tag)).split(b"\0", 1)[0].decode("utf-8", errors="replace")
+
+
+async def _read_image(ifd: _IFD) -> ImageInfo:
+    uri = ifd.reader.uri
+    width = await ifd.scalar(IMAGE_WIDTH)
+    height = await ifd.scalar(IMAGE_LENGTH)
+    if width == 0 or height == 0:
+        raise TiffFormatError(f"image has zero size ({width}x{height})", uri=uri)
+    samples = await ifd.scalar(SAMPLES_PER_PIXEL, 1)
+    if samples == 0:
+        raise ifd.error(SAMPLES_PER_PIXEL, "is 0")
+    bits = await ifd.same_ints(BITS_PER_SAMPLE, 1)
+    if bits == 0:
+        raise ifd.error(BITS_PER_SAMPLE, "is 0")
+    sample_format = await ifd.same_ints(SAMPLE_FORMAT, 1)
+    if sample_format == 4:  # "undefined": read as unsigned integers, as GDAL does
+        sample_format = 1
+    if sample_format not in (1, 2, 3):
+        raise UnsupportedTiffError("complex samples are not read", uri=uri, tag="SampleFormat", value=sample_format)
+    planar = await ifd.scalar(PLANAR_CONFIG, 1)
+    if planar not in (1, 2):
+        raise ifd.error(PLANAR_CONFIG, f"is {planar}, expected 1 or 2")
+
+    tiled = ifd.has(TILE_WIDTH) or ifd.has(TILE_LENGTH)
+    if tiled:
+        tile_width = await ifd.scalar(TILE_WIDTH)
+        tile_height = await ifd.scalar(TILE_LENGTH)
+        if tile_width == 0 or tile_height == 0:
+            raise TiffFormatError(f"tile size is {tile_width}x{tile_height}", uri=uri)
+        offsets_tag, counts_tag = TILE_OFFSETS, TILE_BYTE_COUNTS
+    else:
+        rows = await ifd.scalar(ROWS_PER_STRIP, height)
+        if rows == 0:
+            raise ifd.error(ROWS_PER_STRIP, "is 0")
+        tile_width, tile_height = width, min(rows, height)
+        offsets_tag, counts_tag = STRIP_OFFSETS, STRIP_BYTE_COUNTS
+    expected = math.ceil(width / tile_width) * math.ceil(height / tile_height) * (samples if planar == 2 else 1)
+    for tag in (offsets_tag, counts_tag):
+        if not ifd.has(tag):
+            raise ifd.error(tag, "is required but missing")
+        if ifd.count(tag) < expected:
+            raise ifd.error(tag, f"has {ifd.count(tag)} values, the image needs {expected}")
+
+    return ImageInfo(
+        width=width,
+        height=height,
+        tile_width=tile_width,
+        tile_height=tile_height,
+        tiled=tiled,
+        samples_per_pixel=samples,
+        bits_per_sample=bits,
+        sample_format=sample_format,
+        planar_config=planar,
+        compression=await ifd.scalar(COMPRESSION, 1),
+        predictor=await ifd.scalar(PREDICTOR, 1),
+        photometric=await ifd.scalar(PHOTOMETRIC, 1),
+        subfile_type=await ifd.scalar(NEW_SUBFILE_TYPE, 0),
+        tile_offsets=(await ifd.ints(offsets_tag))[:expected],
+        tile_byte_counts=(await ifd.ints(counts_tag))[:expected],
+        jpeg_tables=await ifd.raw(JPEG_TABLES) if ifd.has(JPEG_TABLES) else None,
+    )
+
+
+def _check_tiles_in_file(image: ImageInfo, size: int, uri: str) -> None:
+    present = image.tile_byte_counts > 0
+    if (image.tile_offsets[present] > size - image.tile_byte_counts[present]).any():
+        raise TiffFormatError(f"tile data lies past the end of the file ({size} bytes)", uri=uri)
+
+
+async def _read_geokeys(ifd: _IFD) -> dict[int, int]:
+    """The SHORT-valued GeoKeys Rasteret reads; empty when there is no GeoKeyDirectory."""
+    if not ifd.has(GEO_KEY_DIRECTORY):
+        return {}
+    directory = await ifd.ints(GEO_KEY_DIRECTORY)
+    if directory.size < 4 or directory.size < 4 + 4 * int(directory[3]):
+        raise ifd.error(GEO_KEY_DIRECTORY, "is truncated")
+    keys: dict[int, int] = {}
+    for key, location, _count, value in directory[4 : 4 + 4 * int(directory[3])].reshape(-1, 4).tolist():
+        if key in _GEOKEY_NAMES:
+            if location != 0:
+                raise TiffFormatError(f"GeoKey {_GEOKEY_NAMES[key]} is not a SHORT value", uri=ifd.reader.uri)
+            keys[key] = value
+    return keys
+
+
+async def _read_georeferencing(
+    ifd: _IFD,
+) -> tuple[str | None, tuple[float, float, float, float, float, float] | None, bool]:
+    """CRS, transform (rasterio order, PixelIsArea) and whether the raster is PixelIsPoint."""
+    keys = await _read_geokeys(ifd)
+    crs = _crs_from_geokeys(keys, ifd.reader.uri)
+    pixel_is_point = keys.get(GT_RASTER_TYPE) == 2
+
+    transform = None
+    scale = await ifd.numbers(MODEL_PIXEL_SCALE) if ifd.has(MODEL_PIXEL_SCALE) else np.empty(0)
+    tiepoint = await ifd.numbers(MODEL_TIEPOINT) if ifd.has(MODEL_TIEPOINT) else np.empty(0)
+    matrix = await ifd.numbers(MODEL_TRANSFORMATION) if ifd.has(MODEL_TRANSFORMATION) else np.empty(0)
+    # The same precedence as GDAL: pixel scale (with a tiepoint), else a 4x4 matrix.
+    if scale.size >= 2 and scale[0] != 0 and scale[1] != 0:
+        if tiepoint.size >= 6:
+            a, e = float(scale[0]), -abs(float(scale[1]))
+            i, j, _k, x, y = (float(v) for v in tiepoint[:5])
+            transform = (a, 0.0, x - i * a, 0.0, e, y - j * e)
+    elif matrix.size == 16:
+        m = [float(v) for v in matrix]
+        transform = (m[0], m[1], m[3], m[4], m[5], m[7])
+    if transform is not None:
+        if not all(math.isfinite(v) for v in transform):
+            raise TiffFormatError(f"the geotransform is not finite: {transform}", uri=ifd.reader.uri)
+        if pixel_is_point:
+            a, b, c, d, e, f = transform
+            transform = (a, b, c - 0.5 * (a + b), d, e, f - 0.5 * (d + e))
+    return crs, transform, pixel_is_point
+
+
+def _crs_from_geokeys(keys: dict[int, int], uri: str) -> str | None:
+    model = keys.get(GT_MODEL_TYPE)
+    if model is None:
+        key = PROJECTED_CS_TYPE if PROJECTED_CS_TYPE in keys else GEOGRAPHIC_TYPE
+        if key not in keys:
+            return None
+    elif model in (1, 2):
+        key = PROJECTED_CS_TYPE if model == 1 else GEOGRAPHIC_TYPE
+    else:
+        raise UnsupportedTiffError(
+            "only projected and geographic CRSs are read", uri=uri, tag=_GEOKEY_NAMES[GT_MODEL_TYPE], value=model
+        )
+    code = keys.get(key)
+    if code is None or code in (0, _USER_DEFINED):
+        raise UnsupportedTiffError(
+            "user-defined CRSs are not read; only EPSG codes", uri=uri, tag=_GEOKEY_NAMES[key], value=code
+        )
+    return f"EPSG:{code}"
+
+
+async def _read_nodata(ifd: _IFD) -> float | None:
+    text = await ifd.text(GDAL_NODATA)
+    if text is None or not text.strip():
+        return None
+    try:
+        return float(text.strip())
+    except ValueError as exc:
+        raise ifd.error(GDAL_NODATA, f"is not a number: {text!r}") from exc

@@ -1,0 +1,133 @@
+"""The one error hierarchy of Rasteret.
+
+Every error Rasteret raises on purpose derives from :class:`RasteretError`.
+Each says what went wrong, where (a URI, a tag, a tile, a version) and, where
+there is one, what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RasteretError",
+    "ConfigError",
+    "TiffFormatError",
+    "UnsupportedTiffError",
+    "PlanningError",
+    "GeometryError",
+    "BandError",
+    "NoRecordsError",
+    "GridMismatchError",
+    "FetchError",
+    "ObjectNotFoundError",
+    "DecodeError",
+    "CollectionError",
+    "SchemaError",
+    "SourceError",
+]
+
+
+class RasteretError(Exception):
+    """Base of every error Rasteret raises on purpose."""
+
+
+class ConfigError(RasteretError):
+    """A setting (a ``RASTERET_*`` variable or an argument) has a bad value."""
+
+
+class TiffFormatError(RasteretError):
+    """A file is not a TIFF Rasteret can parse (truncated, corrupt, inconsistent).
+
+    Attributes:
+        uri: The file.
+    """
+
+    def __init__(self, message: str, *, uri: str | None = None) -> None:
+        self.uri = uri
+        super().__init__(f"{uri}: {message}" if uri else message)
+
+
+class UnsupportedTiffError(TiffFormatError):
+    """A valid TIFF uses a feature Rasteret does not read (a codec, a layout).
+
+    Attributes:
+        uri: The file.
+        tag: The TIFF tag name that carries the feature.
+        value: The tag's value.
+    """
+
+    def __init__(
+        self, message: str, *, uri: str | None = None, tag: str | None = None, value: object = None
+    ) -> None:
+        self.tag = tag
+        self.value = value
+        detail = f"{message} (tag {tag}={value!r})" if tag else message
+        super().__init__(detail, uri=uri)
+
+
+class PlanningError(RasteretError):
+    """A read request cannot be planned against the collection."""
+
+
+class GeometryError(PlanningError):
+    """A geometry or CRS given by the user is invalid or cannot be transformed."""
+
+
+class BandError(PlanningError):
+    """A band asked for is not in the collection (or lacks header metadata)."""
+
+
+class NoRecordsError(PlanningError):
+    """No record of the collection meets the request."""
+
+
+class GridMismatchError(PlanningError):
+    """Records or bands on different pixel grids were asked to stack in one array."""
+
+
+class FetchError(RasteretError):
+    """Reading bytes from a store failed.
+
+    Attributes:
+        uri: The object.
+        retryable: Whether trying again may help (timeouts, 5xx, throttling).
+    """
+
+    def __init__(self, message: str, *, uri: str, retryable: bool) -> None:
+        self.uri = uri
+        self.retryable = retryable
+        super().__init__(f"{uri}: {message}")
+
+
+class ObjectNotFoundError(FetchError):
+    """The object does not exist (or is not readable with these credentials)."""
+
+    def __init__(self, message: str, *, uri: str) -> None:
+        super().__init__(message, uri=uri, retryable=False)
+
+
+class DecodeError(RasteretError):
+    """A tile's bytes could not be decoded.
+
+    Attributes:
+        uri: The file.
+        tile: The tile (or strip) index within its image.
+        codec: The TIFF compression code.
+    """
+
+    def __init__(self, message: str, *, uri: str, tile: int, codec: int) -> None:
+        self.uri = uri
+        self.tile = tile
+        self.codec = codec
+        super().__init__(f"{uri}: tile {tile} (compression {codec}): {message}")
+
+
+class CollectionError(RasteretError):
+    """A collection table is missing, malformed or cannot be written."""
+
+
+class SchemaError(CollectionError):
+    """A table does not have the columns or types a collection needs."""
+
+
+class SourceError(CollectionError):
+    """A record source (STAC API, Parquet table) failed or returned unusable records."""

@@ -1,0 +1,58 @@
+"""Tasks that read pixels for AOI batches through the shared planner/fetcher, and commit the output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow.parquet as pq
+from prefect import get_run_logger, task
+
+from rasteret_core import Settings, load, read_geometry_table
+from rasteret_core._delta import write_table
+
+from ._common import IO_TAGS, RETRY_OPTIONS, read_staged, retry_if_retryable, stage_table
+
+
+@task(name="plan-batches", tags=["rasteret"])
+def plan_batches(aois: str, *, batch_size: int) -> list[tuple[int, int]]:
+    """Split the AOI table at ``aois`` into row ranges of at most ``batch_size``."""
+    rows = pq.ParquetFile(aois).metadata.num_rows
+    return [(start, min(start + batch_size, rows)) for start in range(0, rows, batch_size)]
+
+
+@task(name="extract-aoi-batch", tags=IO_TAGS, retry_condition_fn=retry_if_retryable, **RETRY_OPTIONS)
+def extract_aoi_batch(
+    collection_uri: str,
+    version: int,
+    aois: str,
+    start: int,
+    stop: int,
+    bands: list[str],
+    *,
+    run: str,
+    geometry_column: str = "geometry",
+    geometry_crs: str | None = None,
+    all_touched: bool = False,
+) -> dict[str, Any]:
+    """Read AOI rows ``[start, stop)`` from every record they meet; stage the output rows."""
+    settings = Settings.from_env()
+    col = load(collection_uri, version=version, settings=settings)
+    table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
+    batch = table.slice(start, stop - start)
+    out, stats = col.get_table(batch, bands, geometry_crs=crs, geometry_column=geometry_column, all_touched=all_touched)
+    path = stage_table(out, settings, run, f"aois-{start:08d}")
+    get_run_logger().info(
+        "AOIs [%d, %d): %d rows, %d requests, %d bytes", start, stop, out.num_rows, stats.requests, stats.bytes
+    )
+    return {"path": path, "aois": batch.num_rows, "rows": out.num_rows,
+            "requests": stats.requests, "bytes": stats.bytes}
+
+
+@task(name="commit-output", tags=["rasteret", "rasteret-commit"])
+def commit_output(paths: list[str], out_uri: str, *, mode: str, metadata: dict[str, Any]) -> dict[str, int]:
+    """Write the staged output parts to the Delta table at ``out_uri`` in one commit."""
+    settings = Settings.from_env()
+    table = read_staged(paths)
+    version = write_table(table, out_uri, settings=settings, operation="extract", mode=mode, metadata=metadata)
+    get_run_logger().info("%s: version %d, %d rows", out_uri, version, table.num_rows)
+    return {"version": version, "rows": table.num_rows}

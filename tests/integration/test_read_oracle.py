@@ -1,0 +1,134 @@
+"""get_numpy through SeaweedFS S3 equals rasterio.mask on the same files, pixel for pixel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.mask
+import shapely
+from pyproj import CRS, Transformer
+
+import rasteret_core as rc
+
+ZONE32 = CRS.from_epsg(32632)
+
+
+def _to_crs(geom, src, dst):
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+def _oracle(col, geom, geom_crs, bands, local_path_of, all_touched=False):
+    rows = sorted(col.subset(geometries=geom, geometry_crs=geom_crs).to_arrow().to_pylist(),
+                  key=lambda r: (r["datetime"], r["id"]))
+    out = []
+    for row in rows:
+        per_band = []
+        for band in bands:
+            with rasterio.open(local_path_of(row["assets"][band]["href"])) as src:
+                shape = _to_crs(geom, geom_crs, src.crs)
+                fill = src.nodata if src.nodata is not None else 0
+                data, _ = rasterio.mask.mask(src, [shape], crop=True, all_touched=all_touched, filled=True, nodata=fill)
+                per_band.append(data[0])
+        out.append(per_band)
+    return np.array(out)
+
+
+def _scene_grid(col, crs="EPSG:32632", band="red"):
+    row = next(r for r in col.to_arrow().to_pylist() if r["crs"] == crs)
+    header = row["assets"][band]["header"]
+    return header["transform"], header["images"][0]["width"]
+
+
+def _pixel_box(transform, c0, r0, c1, r1):
+    a, _, c, _, e, f = transform
+    return shapely.box(c + c0 * a, f + r1 * e, c + c1 * a, f + r0 * e)
+
+
+CASES = {
+    "inside one tile": (100.3, 50.2, 300.7, 200.9),
+    "across tile boundaries": (400.5, 450.1, 700.2, 1100.6),
+    "partly outside the footprint": (-100.4, 1400.2, 200.3, 1700.8),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("in_crs84", [False, True], ids=["raster-crs", "crs84"])
+def test_get_numpy_equals_rasterio_mask(s3_collection, local_path_of, case, in_crs84):
+    transform, _ = _scene_grid(s3_collection)
+    geom = _pixel_box(transform, *CASES[case])
+    crs = ZONE32
+    if in_crs84:
+        geom, crs = _to_crs(geom, ZONE32, CRS.from_user_input("OGC:CRS84")), None
+    bands = ["red", "nir"]
+    got = s3_collection.get_numpy(geom, bands, geometry_crs=crs)
+    want = _oracle(s3_collection, geom, crs or "OGC:CRS84", bands, local_path_of)
+    assert got.shape == want.shape and got.shape[0] >= 3
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, want)
+    assert (got != 0).any()
+
+
+@pytest.mark.parametrize("all_touched", [False, True])
+def test_polygon_aoi_on_20m_band_with_all_touched(s3_collection, local_path_of, all_touched):
+    transform, _ = _scene_grid(s3_collection, band="swir16")
+    a, _, c, _, e, f = transform
+    # a skewed quadrilateral reaching past the last, partial tile of the 768 px band
+    tri = shapely.Polygon([(c + 300.3 * a, f + 700.1 * e), (c + 790.2 * a, f + 500.7 * e),
+                           (c + 760.9 * a, f + 760.4 * e), (c + 420.6 * a, f + 765.2 * e)])
+    geom84 = _to_crs(tri, ZONE32, CRS.from_user_input("OGC:CRS84"))
+    got = s3_collection.get_numpy(geom84, ["swir16", "swir22"], all_touched=all_touched)
+    want = _oracle(s3_collection, geom84, "OGC:CRS84", ["swir16", "swir22"], local_path_of, all_touched=all_touched)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_explain_counts_requests_and_bytes_before_reading(s3_collection):
+    transform, _ = _scene_grid(s3_collection)
+    summary = s3_collection.explain(_pixel_box(transform, *CASES["across tile boundaries"]), ["red"],
+                                    geometry_crs=ZONE32)
+    assert summary["records"] == 3
+    assert summary["tiles"] == 3 * 4  # 2 x 2 tiles per record
+    assert 1 <= summary["requests"] <= summary["tiles"]
+    assert summary["bytes"] >= summary["tile_bytes"] > 0
+
+
+def test_unknown_band_is_a_clear_error(s3_collection):
+    with pytest.raises(rc.BandError, match=r"unknown band.*'B99'.*red"):
+        s3_collection.get_numpy((11.8, 45.7, 11.81, 45.71), ["red", "B99"])
+
+
+def test_aoi_meeting_no_record_is_a_clear_error(s3_collection):
+    with pytest.raises(rc.NoRecordsError, match="no record's footprint meets"):
+        s3_collection.get_numpy((-70.0, -10.0, -69.9, -9.9), ["red"])
+
+
+def test_aoi_in_the_wrong_crs_is_caught_as_no_records(s3_collection):
+    transform, _ = _scene_grid(s3_collection)
+    utm_box = _pixel_box(transform, *CASES["inside one tile"])
+    with pytest.raises(rc.RasteretError, match="geometry_crs"):
+        s3_collection.get_numpy(utm_box, ["red"])  # UTM metres read as lon/lat
+
+
+def test_invalid_geometry_is_a_clear_error(s3_collection):
+    bowtie = shapely.Polygon([(11.8, 45.7), (11.81, 45.71), (11.81, 45.7), (11.8, 45.71)])
+    with pytest.raises(rc.GeometryError, match="invalid.*make_valid"):
+        s3_collection.get_numpy(bowtie, ["red"])
+
+
+def test_records_on_two_grids_do_not_stack(s3_collection):
+    with pytest.raises(rc.GridMismatchError, match="target_crs=.*get_gdf"):
+        s3_collection.get_numpy((11.0, 45.0, 13.0, 46.5), ["red"])
+
+
+def test_missing_object_is_a_clear_error(s3_collection):
+    import pyarrow as pa
+
+    table = s3_collection.to_arrow()
+    rows = table.to_pylist()
+    for row in rows:
+        row["assets"]["red"]["href"] = row["assets"]["red"]["href"].replace(".tif", "-gone.tif")
+    broken = rc.Collection(pa.Table.from_pylist(rows, schema=table.schema))
+    transform, _ = _scene_grid(s3_collection)
+    with pytest.raises(rc.ObjectNotFoundError, match=r"-gone\.tif.*no such object"):
+        broken.get_numpy(_pixel_box(transform, *CASES["inside one tile"]), ["red"], geometry_crs=ZONE32)
