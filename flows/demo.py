@@ -27,9 +27,9 @@ from .ingest import ingest_collection
 # AOIs (lon/lat) with business columns; the first three lie in the 32N scenes, the last in 33N.
 DEMO_AOIS = [
     ("field-001", "wheat", shapely.Polygon([(11.79, 45.72), (11.80, 45.72), (11.805, 45.728), (11.79, 45.727)])),
-    ("field-002", "maize", shapely.box(11.83, 45.69, 11.845, 45.70)),
+    ("field-002", "maize", shapely.box(11.83, 45.73, 11.845, 45.74)),
     ("field-003", "rice", shapely.Point(11.815, 45.75).buffer(0.004)),
-    ("field-004", "vineyard", shapely.box(12.17, 45.72, 12.18, 45.728)),
+    ("field-004", "vineyard", shapely.box(12.08, 45.70, 12.09, 45.708)),
 ]
 
 

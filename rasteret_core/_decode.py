@@ -51,7 +51,9 @@ def check_supported(image: ImageInfo, *, uri: str) -> None:
         image.predictor,
     )
     if sample_format not in (1, 2, 3):
-        raise UnsupportedTiffError("only integer and float samples are read", uri=uri, tag="SampleFormat", value=sample_format)
+        raise UnsupportedTiffError(
+            "only integer and float samples are read", uri=uri, tag="SampleFormat", value=sample_format
+        )
     if bits not in _BITS or (sample_format == 3 and bits == 8):
         raise UnsupportedTiffError(
             "only 8, 16, 32 and 64-bit samples are read", uri=uri, tag="BitsPerSample", value=bits

@@ -79,7 +79,7 @@ def enrich_records(
                 asset["header"] = None
             else:
                 header, info = result
-                asset["header"] = header_to_dict(header, etag=info.etag, last_modified=info.last_modified)
+                asset["header"] = header_to_dict(header, size=info.size, etag=info.etag, last_modified=info.last_modified)
     for failure in failures:
         log.warning("header of %s (record %s, band %s) not parsed: %s", failure.href, failure.record_id, failure.band, failure.error)
     out = pa.Table.from_pylist(rows, schema=table.schema)

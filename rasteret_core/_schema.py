@@ -112,8 +112,10 @@ def collection_schema(bands: list[str], extra: list[pa.Field] | None = None) -> 
     return pa.schema([*CORE_FIELDS, *(extra or []), pa.field("assets", assets)])
 
 
-def header_to_dict(header: TiffHeader, *, etag: str | None = None, last_modified: str | None = None) -> dict[str, Any]:
-    """A header as a Python dict shaped like :data:`HEADER_TYPE`."""
+def header_to_dict(
+    header: TiffHeader, *, size: int | None = None, etag: str | None = None, last_modified: str | None = None
+) -> dict[str, Any]:
+    """A header as a Python dict shaped like :data:`HEADER_TYPE`; object facts from the store."""
     return {
         "byte_order": header.byte_order,
         "bigtiff": header.bigtiff,
@@ -122,7 +124,7 @@ def header_to_dict(header: TiffHeader, *, etag: str | None = None, last_modified
         "nodata": header.nodata,
         "pixel_is_point": header.pixel_is_point,
         "gdal_metadata": header.gdal_metadata,
-        "size": header.size,
+        "size": size if size is not None else header.size,
         "etag": etag,
         "last_modified": last_modified,
         "images": [_image_to_dict(im) for im in header.images],

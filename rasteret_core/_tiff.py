@@ -57,8 +57,6 @@ MODEL_PIXEL_SCALE = 33550
 MODEL_TIEPOINT = 33922
 MODEL_TRANSFORMATION = 34264
 GEO_KEY_DIRECTORY = 34735
-GEO_DOUBLE_PARAMS = 34736
-GEO_ASCII_PARAMS = 34737
 GDAL_METADATA = 42112
 GDAL_NODATA = 42113
 
@@ -85,13 +83,12 @@ _TAG_NAMES = {
     MODEL_TIEPOINT: "ModelTiepoint",
     MODEL_TRANSFORMATION: "ModelTransformation",
     GEO_KEY_DIRECTORY: "GeoKeyDirectory",
-    GEO_DOUBLE_PARAMS: "GeoDoubleParams",
-    GEO_ASCII_PARAMS: "GeoAsciiParams",
     GDAL_METADATA: "GDAL_METADATA",
     GDAL_NODATA: "GDAL_NODATA",
 }
 
-# GeoKeys read (all SHORT values stored in the directory itself).
+# GeoKeys read: SHORT values stored in the directory itself. The keys of user-defined
+# CRSs (in GeoDoubleParams / GeoAsciiParams) are not read: such CRSs are refused.
 GT_MODEL_TYPE = 1024
 GT_RASTER_TYPE = 1025
 GEOGRAPHIC_TYPE = 2048
@@ -442,7 +439,7 @@ async def _read_image(ifd: _IFD) -> ImageInfo:
             raise ifd.error(ROWS_PER_STRIP, "is 0")
         tile_width, tile_height = width, min(rows, height)
         offsets_tag, counts_tag = STRIP_OFFSETS, STRIP_BYTE_COUNTS
-    expected = math.ceil(width / tile_width) * math.ceil(height / tile_height) * (samples if planar == 2 else 1)
+    expected = -(-width // tile_width) * -(-height // tile_height) * (samples if planar == 2 else 1)
     for tag in (offsets_tag, counts_tag):
         if not ifd.has(tag):
             raise ifd.error(tag, "is required but missing")
@@ -517,7 +514,7 @@ async def _read_georeferencing(
             raise TiffFormatError(f"the geotransform is not finite: {transform}", uri=ifd.reader.uri)
         if pixel_is_point:
             a, b, c, d, e, f = transform
-            transform = (a, b, c - 0.5 * (a + b), d, e, f - 0.5 * (d + e))
+            transform = (a, b, c - (a * 0.5 + b * 0.5), d, e, f - (d * 0.5 + e * 0.5))
     return crs, transform, pixel_is_point
 
 

@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -263,7 +263,7 @@ def _write_scene(
     scene_dir.mkdir(parents=True, exist_ok=True)
 
     cloud_cover = round(float(rng.uniform(0.0, 60.0)), 6)
-    clouds = _cloud_params(rng, tile, scale, cloud_cover)
+    clouds = _cloud_params(rng, scale, cloud_cover)
     extent = BASE_SIZE_10M * 10.0 * scale  # metres, both axes
 
     assets: dict[str, dict[str, Any]] = {}
@@ -430,9 +430,8 @@ def _landscape_params(seed: int, tile_index: int) -> dict[str, np.ndarray]:
     }
 
 
-def _cloud_params(
-    rng: np.random.Generator, tile: _Tile, scale: int, cloud_cover: float
-) -> dict[str, np.ndarray]:
+def _cloud_params(rng: np.random.Generator, scale: int, cloud_cover: float) -> dict[str, np.ndarray]:
+    """Draw bright gaussian clouds, one per 12 % of cloud cover."""
     n = int(cloud_cover // 12)
     extent = BASE_SIZE_10M * 10.0 * scale
     return {

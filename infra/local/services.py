@@ -18,6 +18,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "S3Service",
@@ -43,7 +44,10 @@ HOST = "127.0.0.1"
 GRPC_OFFSET = 10000  # SeaweedFS dials some gRPC ports at http port + 10000
 _STARTUP_TIMEOUT = 60.0
 _STOP_TIMEOUT = 10.0
+_ATTEMPTS = 3
+_PORT_TAKEN = ("address already in use", "is not available")  # rustac's and weed's words
 _BUCKET_EXISTS = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+_T = TypeVar("_T")
 
 
 class ServiceError(RuntimeError):
@@ -69,7 +73,7 @@ class S3Service:
     def env(self) -> dict[str, str]:
         """Return the environment variables that point S3 clients here.
 
-        ``AWS_DEFAULT_REGION`` is included too, as botocore reads only that one.
+        ``AWS_DEFAULT_REGION`` is included too: botocore takes its region from it.
         """
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -126,9 +130,13 @@ class S3Service:
         files = sorted(p for p in root.rglob("*") if p.is_file())
         keys = [prefix + p.relative_to(root).as_posix() for p in files]
         client = self.client(max_pool_connections=16)
+
+        def upload(path: Path, key: str) -> None:
+            client.upload_file(str(path), bucket, key)
+
         try:
             with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda pk: client.upload_file(str(pk[0]), bucket, pk[1]), zip(files, keys)))
+                list(pool.map(upload, files, keys))  # list() re-raises the first failure
         finally:
             client.close()
         return sorted(keys)
@@ -173,11 +181,14 @@ def _find_binary(name: str) -> str:
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
+    """Return the end of a log (and its first lines, where usage errors land)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    if len(text) <= lines:
+        return "\n".join(text)
+    return "\n".join([*text[:5], "[...]", *text[-(lines - 5) :]])
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -192,21 +203,53 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@contextlib.contextmanager
-def _process(name: str, argv: list[str], log_path: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` with its output in ``log_path``; stop it on exit, whatever happens."""
+def _popen(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            start_new_session=True,  # Ctrl-C reaches only us, and we stop it in order
         )
+
+
+@contextlib.contextmanager
+def _running(
+    name: str, log_path: Path, cwd: Path, launch: Callable[[], tuple[list[str], Callable[[], bool], _T]]
+) -> Iterator[_T]:
+    """Start a service, wait until it is ready, yield; stop it on exit, whatever happens.
+
+    Args:
+        name: For messages.
+        log_path: Receives the process's stdout and stderr.
+        cwd: Working directory of the process.
+        launch: Picks fresh ports and returns ``(argv, ready, value)``; called
+            again when a port was taken between choosing and binding it (other
+            test sessions on the machine pick ports too).
+
+    Yields:
+        The ``value`` of the launch that came up.
+    """
+    for attempt in range(1, _ATTEMPTS + 1):
+        argv, ready, value = launch()
+        proc = _popen(argv, log_path, cwd)
+        try:
+            _wait_until(name, proc, log_path, ready)
+        except ServiceError:
+            _stop(proc)
+            log = _log_tail(log_path).lower()
+            if attempt < _ATTEMPTS and any(marker in log for marker in _PORT_TAKEN):
+                continue
+            raise
+        except BaseException:
+            _stop(proc)
+            raise
+        break
     try:
-        yield proc
+        yield value
     finally:
         _stop(proc)
 
@@ -247,6 +290,8 @@ def _wait_until(
 
 # ---------------------------------------------------------------------- SeaweedFS
 
+_WEED_COMPONENTS = ("master", "volume", "filer", "s3", "admin")
+
 
 def _weed_argv(weed: str, workdir: Path, s3_config: Path, ports: dict[str, int]) -> list[str]:
     """Build the ``weed mini`` command: loopback only, every port chosen, extras off."""
@@ -264,7 +309,7 @@ def _weed_argv(weed: str, workdir: Path, s3_config: Path, ports: dict[str, int])
         "-s3.port.lance=0",
         "-volume.preStopSeconds=0",
     ]
-    for component in ("master", "volume", "filer", "s3", "admin"):
+    for component in _WEED_COMPONENTS:
         port = ports[component]
         argv += [f"-{component}.port={port}", f"-{component}.port.grpc={port + GRPC_OFFSET}"]
     sockets = workdir / "sock"
@@ -314,27 +359,39 @@ def seaweedfs(
         ),
         encoding="utf-8",
     )
-    ports: dict[str, int] = {}
-    for component in ("master", "volume", "filer", "s3", "admin"):
-        port = free_port(also_free=(GRPC_OFFSET,))
-        while port in ports.values() or port + GRPC_OFFSET in ports.values():
+    grpc_ports: list[int] = []  # of every attempt, for the socket clean-up
+
+    def launch() -> tuple[list[str], Callable[[], bool], S3Service]:
+        taken: set[int] = set()
+        ports: dict[str, int] = {}
+        for component in _WEED_COMPONENTS:
             port = free_port(also_free=(GRPC_OFFSET,))
-        ports[component] = port
-    service = S3Service(f"http://{HOST}:{ports['s3']}", access_key, secret_key)
-    log_path = workdir / "weed.log"
-    argv = _weed_argv(weed, workdir, s3_config, ports)
-    with _process("weed mini", argv, log_path, workdir) as proc:
-        client = service.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+            while {port, port + GRPC_OFFSET} & taken:
+                port = free_port(also_free=(GRPC_OFFSET,))
+            taken |= {port, port + GRPC_OFFSET}
+            ports[component] = port
+            grpc_ports.append(port + GRPC_OFFSET)
+        service = S3Service(f"http://{HOST}:{ports['s3']}", access_key, secret_key)
 
         def ready() -> bool:
-            client.list_buckets()  # signed: proves the identities file is in force
+            client = service.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+            try:
+                client.list_buckets()  # signed: proves the identities file is in force
+            finally:
+                client.close()
             return True
 
-        try:
-            _wait_until("weed mini (S3)", proc, log_path, ready)
-        finally:
-            client.close()
-        yield service
+        return _weed_argv(weed, workdir, s3_config, ports), ready, service
+
+    try:
+        with _running("weed mini (S3)", workdir / "weed.log", workdir, launch) as service:
+            yield service
+    finally:
+        # weed leaves a gRPC unix socket behind when stopped while a component is
+        # still starting: /tmp/seaweedfs-<component>-grpc-<port>.sock.
+        for port in grpc_ports:
+            for leftover in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port}.sock"):
+                leftover.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------- STAC API
@@ -360,29 +417,30 @@ def stac_api(items_path: Path, *, collection_path: Path | None = None) -> Iterat
     items_path = Path(items_path).resolve()
     features = json.loads(items_path.read_text(encoding="utf-8"))["features"]
     collections = sorted({f["collection"] for f in features if f.get("collection")})
-    port = free_port()
-    url = f"http://{HOST}:{port}/"
-    argv = [rustac, "serve", "--addr", f"{HOST}:{port}"]
-    if collection_path is None:
-        argv.append("--create-collections")
-    else:
-        argv.append(str(Path(collection_path).resolve()))
-    argv.append(str(items_path))
-    log_path = items_path.parent / f"rustac-{port}.log"
+    def launch() -> tuple[list[str], Callable[[], bool], str]:
+        port = free_port()
+        url = f"http://{HOST}:{port}/"
+        argv = [rustac, "serve", "--addr", f"{HOST}:{port}"]
+        if collection_path is None:
+            argv.append("--create-collections")
+        else:
+            argv.append(str(Path(collection_path).resolve()))
+        argv.append(str(items_path))
 
-    def ready() -> bool:
-        from pystac_client import Client
+        def ready() -> bool:
+            from pystac_client import Client
 
-        with urllib.request.urlopen(url + "collections", timeout=2) as response:
-            if response.status != 200:
-                return False
-        if not collections:
-            return True
-        found = Client.open(url).search(collections=collections).item_collection()
-        return len(found) > 0
+            with urllib.request.urlopen(url + "collections", timeout=2) as response:
+                if response.status != 200:
+                    return False
+            if not collections:
+                return True
+            return len(Client.open(url).search(collections=collections).item_collection()) > 0
 
-    with _process("rustac serve", argv, log_path, items_path.parent) as proc:
-        _wait_until("rustac serve", proc, log_path, ready)
+        return argv, ready, url
+
+    log_path = items_path.with_name(items_path.stem + ".rustac.log")
+    with _running("rustac serve", log_path, items_path.parent, launch) as url:
         yield url
 
 
@@ -401,34 +459,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rasteret_core.sample import make_sample_archive
 
-    with contextlib.ExitStack() as stack:
-        root = args.root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rasteret-")))
-        root = root.resolve()
-        start = time.monotonic()
-        archive = make_sample_archive(root / "archive", scale=args.scale)
-        print(f"sample archive: {len(archive.cog_paths)} COGs under {archive.root} "
-              f"({time.monotonic() - start:.1f} s)")
-        s3 = stack.enter_context(seaweedfs(root / "seaweedfs"))
-        s3.create_bucket(args.bucket)
-        s3.create_bucket("rasteret-tables")
-        s3.upload_dir(archive.root, args.bucket)
-        base = f"s3://{args.bucket}/"
-        items_path = archive.write_items(root / "stac" / "items.json", base=base)
-        collection_path = archive.write_collection(root / "stac" / "collection.json")
-        url = stack.enter_context(stac_api(items_path, collection_path=collection_path))
-        print(f"S3 endpoint:   {s3.endpoint_url} (bucket {args.bucket}, hrefs {base}cogs/...)")
-        print(f"STAC API:      {url}  (collection {archive.collection['id']})")
-        print(f"STAC items:    {items_path}")
-        print("export:")
-        for key, value in s3.env().items():
-            print(f"  export {key}={value}")
-        print("Ctrl-C stops everything.", flush=True)
-        try:
+    # Stop cleanly on Ctrl-C and on `kill`, even where a shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with contextlib.ExitStack() as stack:
+            root = args.root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rasteret-")))
+            root = root.resolve()
+            start = time.monotonic()
+            archive = make_sample_archive(root / "archive", scale=args.scale)
+            print(f"sample archive: {len(archive.cog_paths)} COGs under {archive.root} "
+                  f"({time.monotonic() - start:.1f} s)")
+            s3 = stack.enter_context(seaweedfs(root / "seaweedfs"))
+            s3.create_bucket(args.bucket)
+            s3.create_bucket("rasteret-tables")
+            s3.upload_dir(archive.root, args.bucket)
+            base = f"s3://{args.bucket}/"
+            items_path = archive.write_items(root / "stac" / "items.json", base=base)
+            collection_path = archive.write_collection(root / "stac" / "collection.json")
+            url = stack.enter_context(stac_api(items_path, collection_path=collection_path))
+            print(f"S3 endpoint:   {s3.endpoint_url} (buckets {args.bucket}, rasteret-tables; "
+                  f"hrefs {base}cogs/...)")
+            print(f"STAC API:      {url}  (collection {archive.collection['id']})")
+            print(f"STAC items:    {items_path}")
+            print("export:")
+            for key, value in s3.env().items():
+                print(f"  export {key}={value}")
+            print("Ctrl-C stops everything.", flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping...")
+    except KeyboardInterrupt:
+        print("stopped.")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
