@@ -297,6 +297,7 @@ def _weed_argv(weed: str, workdir: Path, s3_config: Path, ports: dict[str, int])
     """Build the ``weed mini`` command: loopback only, every port chosen, extras off."""
     argv = [
         weed,
+        "-logtostderr=true",  # into weed.log, not glog files in /tmp
         "mini",
         f"-dir={workdir / 'data'}",
         f"-ip={HOST}",
