@@ -24,12 +24,13 @@ from rasteret_core._delta import read_table
 from .extract import extract_aois
 from .ingest import ingest_collection
 
-# AOIs (lon/lat) with business columns; the first three lie in the 32N scenes, the last in 33N.
+# AOIs (lon/lat) with business columns: three in the 32N scenes (the first crosses their nodata
+# edge), one in the 33N scenes.
 DEMO_AOIS = [
-    ("field-001", "wheat", shapely.Polygon([(11.79, 45.72), (11.80, 45.72), (11.805, 45.728), (11.79, 45.727)])),
-    ("field-002", "maize", shapely.box(11.83, 45.73, 11.845, 45.74)),
-    ("field-003", "rice", shapely.Point(11.815, 45.75).buffer(0.004)),
-    ("field-004", "vineyard", shapely.box(12.08, 45.70, 12.09, 45.708)),
+    ("field-001", "wheat", shapely.Polygon([(11.83, 45.755), (11.845, 45.755), (11.848, 45.765), (11.83, 45.764)])),
+    ("field-002", "maize", shapely.box(11.90, 45.77, 11.91, 45.777)),
+    ("field-003", "rice", shapely.Point(11.93, 45.83).buffer(0.004)),
+    ("field-004", "vineyard", shapely.box(12.00, 45.68, 12.01, 45.688)),
 ]
 
 

@@ -64,7 +64,7 @@ def write_table(
             uri,
             _strip_geo_metadata(table),
             mode=mode,  # type: ignore[arg-type]
-            schema_mode="merge" if mode == "append" else "overwrite",
+            schema_mode={"append": "merge", "overwrite": "overwrite"}.get(mode),
             storage_options=_options(uri, settings),
             commit_properties=CommitProperties(custom_metadata=_metadata(operation, metadata)),
         )

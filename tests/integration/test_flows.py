@@ -63,8 +63,8 @@ def test_extraction_flow_keeps_every_aoi_column(ingested, tmp_path, s3):
 
     uri, _ = ingested
     col = rc.load(uri)
-    aois = [shapely.box(11.79, 45.72, 11.80, 45.727), shapely.box(11.83, 45.73, 11.845, 45.74),
-            shapely.Point(11.815, 45.75).buffer(0.004), shapely.box(-70, -10, -69.9, -9.9)]
+    aois = [shapely.box(11.90, 45.77, 11.91, 45.777), shapely.box(11.86, 45.80, 11.875, 45.81),
+            shapely.Point(11.93, 45.83).buffer(0.004), shapely.box(-70, -10, -69.9, -9.9)]
     table = pa.table({
         "field_id": ["a", "b", "c", "nowhere"],
         "area_ha": [1.5, 2.0, 3.25, 0.0],

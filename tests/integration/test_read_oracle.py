@@ -49,7 +49,8 @@ def _pixel_box(transform, c0, r0, c1, r1):
 CASES = {
     "inside one tile": (100.3, 50.2, 300.7, 200.9),
     "across tile boundaries": (400.5, 450.1, 700.2, 1100.6),
-    "partly outside the footprint": (-100.4, 1400.2, 200.3, 1700.8),
+    "partly outside the raster": (-100.4, -150.2, 200.3, 100.8),
+    "across the nodata edge": (200.2, 800.3, 500.7, 1100.6),
 }
 
 
@@ -74,9 +75,10 @@ def test_get_numpy_equals_rasterio_mask(s3_collection, local_path_of, case, in_c
 def test_polygon_aoi_on_20m_band_with_all_touched(s3_collection, local_path_of, all_touched):
     transform, _ = _scene_grid(s3_collection, band="swir16")
     a, _, c, _, e, f = transform
-    # a skewed quadrilateral reaching past the last, partial tile of the 768 px band
-    tri = shapely.Polygon([(c + 300.3 * a, f + 700.1 * e), (c + 790.2 * a, f + 500.7 * e),
-                           (c + 760.9 * a, f + 760.4 * e), (c + 420.6 * a, f + 765.2 * e)])
+    # a skewed quadrilateral in the last, partial tile column of the 768 px band, reaching past
+    # the raster's edge (north of the neighbouring zone's scenes)
+    tri = shapely.Polygon([(c + 430.3 * a, f + 30.1 * e), (c + 790.2 * a, f + 20.7 * e),
+                           (c + 760.9 * a, f + 190.4 * e), (c + 460.6 * a, f + 170.2 * e)])
     geom84 = _to_crs(tri, ZONE32, CRS.from_user_input("OGC:CRS84"))
     got = s3_collection.get_numpy(geom84, ["swir16", "swir22"], all_touched=all_touched)
     want = _oracle(s3_collection, geom84, "OGC:CRS84", ["swir16", "swir22"], local_path_of, all_touched=all_touched)
