@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +14,7 @@ from rich.table import Table
 
 app = typer.Typer(help="Rasteret: index-first reads of cloud-optimized GeoTIFFs, run as Prefect flows.",
                   no_args_is_help=True, add_completion=False)
-console = Console()
+console = Console() if sys.stdout.isatty() else Console(width=160)  # logs and CI get whole tables
 
 
 def _bbox(value: str | None) -> list[float] | None:
