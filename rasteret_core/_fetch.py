@@ -105,8 +105,11 @@ def rasterize_mask(
 
     As GDAL rasterizes: a pixel belongs when its centre lies inside the geometry;
     with ``all_touched`` also when the geometry's boundary touches the pixel.
-    ``transform`` maps pixel (col, row) of the window to the geometry's CRS.
+    ``transform`` maps pixel (col, row) of the window to the geometry's CRS. A point
+    keeps its whole window (the one pixel that contains it).
     """
+    if geometry.geom_type == "Point":
+        return np.ones((height, width), dtype=bool)
     px = apply_affine(inverse_affine(transform), geometry)  # the geometry in window pixel space
     shapely.prepare(px)
     rows, cols = np.mgrid[0:height, 0:width]

@@ -123,9 +123,16 @@ class ReadPlan:
 
 def plan_window(geometry: shapely.Geometry, transform: Sequence[float], width: int, height: int) -> Window:
     """The pixel window rasterio.mask would crop to: the geometry's pixel bounds, floored
-    and ceiled, intersected with the raster (may be empty)."""
+    and ceiled, intersected with the raster (may be empty).
+
+    A point's window is the one pixel that contains it (as ``rasterio.sample`` picks it).
+    """
     px = apply_affine(inverse_affine(transform), geometry)
     cmin, rmin, cmax, rmax = shapely.bounds(px).tolist()
+    if geometry.geom_type == "Point":
+        row, col = math.floor(rmin), math.floor(cmin)
+        inside = 0 <= row < height and 0 <= col < width
+        return Window(row, col, 1, 1) if inside else Window(0, 0, 0, 0)
     row_start, row_stop = math.floor(rmin), math.ceil(rmax)
     col_start, col_stop = math.floor(cmin), math.ceil(cmax)
     r0, c0 = max(row_start, 0), max(col_start, 0)

@@ -119,3 +119,11 @@ def test_mask_uses_pixel_centres_and_all_touched():
 
 def test_crs84_constant_is_lon_lat():
     assert CRS84.axis_info[0].direction == "east"
+
+
+def test_a_point_reads_the_pixel_that_contains_it():
+    t = (10.0, 0.0, 0.0, 0.0, -10.0, 100.0)
+    assert plan_window(shapely.Point(25.0, 75.0), t, 10, 10) == Window(2, 2, 1, 1)
+    assert plan_window(shapely.Point(20.0, 80.0), t, 10, 10) == Window(2, 2, 1, 1)  # on a corner: down-right
+    assert plan_window(shapely.Point(-1.0, 75.0), t, 10, 10).empty
+    assert rasterize_mask(shapely.Point(25.0, 75.0), (10.0, 0.0, 20.0, 0.0, -10.0, 80.0), 1, 1).all()
