@@ -24,7 +24,19 @@ from ._geometry import apply_affine, inverse_affine, reproject, to_crs
 from ._header import ImageInfo, TiffHeader
 from .errors import PlanningError
 
-__all__ = ["Window", "ChunkRequest", "ChunkPlan", "TilePart", "RangeRequest", "ReadPlan", "plan_window", "plan_read", "coalesce_ranges"]
+__all__ = [
+    "Window",
+    "ChunkRequest",
+    "ChunkPlan",
+    "TilePart",
+    "RangeRequest",
+    "ReadPlan",
+    "plan_window",
+    "plan_read",
+    "coalesce_ranges",
+    "resolve_overview",
+    "select_image",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +58,7 @@ class ChunkRequest:
     """What to read for one output chunk: one band of one record, within one geometry.
 
     ``key`` is the caller's handle for the chunk (say ``(aoi, record, band)``);
-    ``geometry`` is in ``geometry_crs``.
+    ``geometry`` is in ``geometry_crs``; ``sample`` picks a band of a multi-sample file.
     """
 
     key: Hashable
@@ -55,6 +67,7 @@ class ChunkRequest:
     geometry: shapely.Geometry
     geometry_crs: CRS
     sample: int = 0
+    overview: int | None = None  # index into header.overviews (0 = the finest); None = full resolution
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -140,6 +153,43 @@ def plan_window(geometry: shapely.Geometry, transform: Sequence[float], width: i
     return Window(r0, c0, max(r1 - r0, 0), max(c1 - c0, 0))
 
 
+def resolve_overview(header: TiffHeader, resolution: float | None) -> int | None:
+    """The coarsest overview whose pixels are no larger than ``resolution`` (CRS units).
+
+    None (full resolution) when ``resolution`` is None or finer than every overview.
+    """
+    if resolution is None or header.transform is None:
+        return None
+    a, b, _, d, e, _ = header.transform
+    base = max(math.hypot(a, d), math.hypot(b, e))
+    if resolution <= 0:
+        raise PlanningError(f"resolution must be positive, got {resolution}")
+    chosen = None
+    for index, ov in enumerate(header.overviews):
+        factor = max(header.image.width / ov.width, header.image.height / ov.height)
+        if base * factor <= resolution * (1 + 1e-9):
+            chosen = index
+    return chosen
+
+
+def select_image(header: TiffHeader, overview: int | None) -> tuple[ImageInfo, int, tuple[float, ...]]:
+    """The image to read (full resolution or an overview), its IFD index and its transform.
+
+    An overview's transform scales the full-resolution one by the size ratio, as GDAL does.
+    """
+    if header.transform is None:
+        raise PlanningError(f"{header.uri}: the raster has no georeferencing (CRS and transform); cannot place an AOI")
+    if overview is None:
+        return header.image, 0, header.transform
+    overviews = header.overviews
+    if not 0 <= overview < len(overviews):
+        raise PlanningError(f"{header.uri}: overview {overview} asked, the file has {len(overviews)} (0..{len(overviews) - 1})")
+    image = overviews[overview]
+    sx, sy = header.image.width / image.width, header.image.height / image.height
+    a, b, c, d, e, f = header.transform
+    return image, header.images.index(image), (a * sx, b * sy, c, d * sx, e * sy, f)
+
+
 def _tiles_for(image: ImageInfo, window: Window, sample: int) -> tuple[int, ...]:
     tr0, tr1 = window.row_off // image.tile_height, (window.row_off + window.height - 1) // image.tile_height
     tc0, tc1 = window.col_off // image.tile_width, (window.col_off + window.width - 1) // image.tile_width
@@ -186,26 +236,26 @@ def plan_read(
     chunks: list[ChunkPlan] = []
     for req in requests:
         header = req.header
-        image = header.image
+        image, ifd, transform = select_image(header, req.overview)
         check_supported(image, uri=req.uri)
-        if header.transform is None or header.crs is None:
-            raise PlanningError(f"{req.uri}: the raster has no georeferencing (CRS and transform); cannot place an AOI")
+        if header.crs is None:
+            raise PlanningError(f"{req.uri}: the raster has no CRS; cannot place an AOI")
         if req.sample >= image.samples_per_pixel:
             raise PlanningError(f"{req.uri}: sample {req.sample} asked, the file has {image.samples_per_pixel}")
         geom = reproject(req.geometry, req.geometry_crs, to_crs(header.crs))
-        window = plan_window(geom, header.transform, image.width, image.height)
+        window = plan_window(geom, transform, image.width, image.height)
         if window.empty:
             if drop_empty:
                 continue
             raise PlanningError(f"{req.uri}: the geometry does not overlap the raster")
-        a, b, c, d, e, f = header.transform
+        a, b, c, d, e, f = transform
         wt = (a, b, a * window.col_off + b * window.row_off + c, d, e, d * window.col_off + e * window.row_off + f)
         chunks.append(
             ChunkPlan(
                 key=req.key,
                 uri=req.uri,
                 image=image,
-                ifd=0,
+                ifd=ifd,
                 byte_order=header.byte_order,
                 sample=req.sample,
                 window=window,

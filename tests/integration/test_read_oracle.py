@@ -134,3 +134,47 @@ def test_missing_object_is_a_clear_error(s3_collection):
     transform, _ = _scene_grid(s3_collection)
     with pytest.raises(rc.ObjectNotFoundError, match=r"-gone\.tif.*no such object"):
         broken.get_numpy(_pixel_box(transform, *CASES["inside one tile"]), ["red"], geometry_crs=ZONE32)
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_overview_reads_equal_gdal_overview_datasets(s3_collection, local_path_of, level):
+    transform, _ = _scene_grid(s3_collection)
+    geom = _pixel_box(transform, *CASES["across the nodata edge"])
+    got = s3_collection.get_numpy(geom, ["red"], geometry_crs=ZONE32, overview=level)
+    rows = sorted(s3_collection.subset(geometries=geom, geometry_crs=ZONE32).to_arrow().to_pylist(),
+                  key=lambda r: (r["datetime"], r["id"]))
+    want = []
+    for row in rows:
+        with rasterio.open(local_path_of(row["assets"]["red"]["href"]), overview_level=level) as src:
+            data, _ = rasterio.mask.mask(src, [geom], crop=True, filled=True, nodata=src.nodata)
+            want.append(data[:1])
+    np.testing.assert_array_equal(got, np.array(want))
+    full = s3_collection.get_numpy(geom, ["red"], geometry_crs=ZONE32)
+    assert got.shape[-1] < full.shape[-1] / (2 ** level) + 2
+
+
+def test_resolution_picks_the_coarsest_overview_not_coarser_than_asked(s3_collection):
+    transform, _ = _scene_grid(s3_collection)
+    geom = _pixel_box(transform, *CASES["across tile boundaries"])
+    by_level = s3_collection.get_numpy(geom, ["red"], geometry_crs=ZONE32, overview=0)
+    np.testing.assert_array_equal(s3_collection.get_numpy(geom, ["red"], geometry_crs=ZONE32, resolution=30.0), by_level)
+    full = s3_collection.get_numpy(geom, ["red"], geometry_crs=ZONE32)
+    np.testing.assert_array_equal(s3_collection.get_numpy(geom, ["red"], geometry_crs=ZONE32, resolution=10.0), full)
+    with pytest.raises(rc.PlanningError, match="overview 5 asked, the file has 2"):
+        s3_collection.get_numpy(geom, ["red"], geometry_crs=ZONE32, overview=5)
+
+
+def test_get_xarray_has_cf_spatial_ref_and_the_numpy_pixels(s3_collection):
+    transform, _ = _scene_grid(s3_collection)
+    geom = _pixel_box(transform, *CASES["inside one tile"])
+    ds = s3_collection.get_xarray(geom, ["red", "nir"], geometry_crs=ZONE32)
+    arr = s3_collection.get_numpy(geom, ["red", "nir"], geometry_crs=ZONE32)
+    assert list(ds.data_vars) == ["red", "nir"] and ds["red"].dims == ("time", "y", "x")
+    np.testing.assert_array_equal(ds["nir"].values, arr[:, 1])
+    assert CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"]).to_epsg() == 32632
+    assert ds["red"].attrs["grid_mapping"] == "spatial_ref"
+    assert ds.sizes["time"] == 3 and bool((ds["time"].diff("time") > np.timedelta64(0)).all())
+    # pixel centres: x of column 0 is the window origin plus half a pixel
+    a, _, c, _, e, f = transform
+    assert ds["x"].values[0] == pytest.approx(c + 100 * a + a / 2)
+    assert ds["y"].values[0] == pytest.approx(f + 50 * e + e / 2)

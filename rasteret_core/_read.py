@@ -1,0 +1,300 @@
+"""Reads through a collection: records x bands x geometry -> plan -> pixels.
+
+The surfaces (`get_numpy`, `get_xarray`, `get_table`, `get_gdf`, `explain`) all
+come here; this module picks the records, builds the chunk requests, calls the
+one planner and the one fetcher, and shapes the result.
+
+Conventions: stacks are ``[record, band, y, x]``; records are ordered by
+datetime, then id; transforms are rasterio-ordered affines of the output's
+pixel (0, 0) corner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+from pyproj import CRS
+
+from ._fetch import execute_plan, run_sync
+from ._geometry import CRS84, GeometryLike, reproject, to_crs, to_geometry
+from ._header import TiffHeader
+from ._planner import ChunkRequest, ReadPlan, plan_read, resolve_overview
+from ._schema import header_from_dict
+from ._store import IOStats, Stores
+from .errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
+from .settings import Settings
+
+__all__ = ["ReadOptions", "Stack", "footprints_meet", "plan_stack", "read_stack", "read_aoi_table", "stack_to_xarray"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadOptions:
+    """How to read: mask rule and resolution.
+
+    Attributes:
+        all_touched: Keep every pixel the geometry touches (rasterio's ``all_touched``),
+            not only those whose centre it contains.
+        overview: Read this overview (0 = the finest reduced level) instead of full resolution.
+        resolution: Read from the coarsest overview whose pixels are no larger than this
+            (in the raster CRS's units); the output keeps that overview's grid.
+    """
+
+    all_touched: bool = False
+    overview: int | None = None
+    resolution: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.overview is not None and self.resolution is not None:
+            raise PlanningError("pass overview= or resolution=, not both")
+        if self.overview is not None and self.overview < 0:
+            raise PlanningError(f"overview must be 0 or more, got {self.overview}")
+
+    def overview_for(self, header: TiffHeader) -> int | None:
+        return self.overview if self.resolution is None else resolve_overview(header, self.resolution)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Stack:
+    """A read stacked on one grid: ``data[record, band, y, x]`` plus what places it."""
+
+    data: np.ndarray
+    record_ids: list[str]
+    datetimes: list[datetime | None]
+    bands: list[str]
+    transform: tuple[float, ...]
+    crs: str
+    fill: float
+    stats: IOStats
+
+
+def check_bands(available: Sequence[str], bands: str | Sequence[str]) -> list[str]:
+    """Normalise ``bands`` to a list and check each is in the collection."""
+    band_list = [bands] if isinstance(bands, str) else list(bands)
+    if not band_list:
+        raise BandError("no band asked; pass one or more of " + ", ".join(available))
+    unknown = [b for b in band_list if b not in available]
+    if unknown:
+        raise BandError(f"unknown band(s) {unknown}; the collection has {list(available)}")
+    return band_list
+
+
+def asset_of(row: Mapping[str, Any], band: str) -> tuple[str, TiffHeader]:
+    """The href and parsed header of one record's band."""
+    asset = (row["assets"] or {}).get(band)
+    if asset is None:
+        raise BandError(f"record {row['id']} has no asset for band {band!r}")
+    if asset["header"] is None:
+        raise BandError(
+            f"record {row['id']} band {band!r} ({asset['href']}) has no header metadata; run collection.enrich()"
+        )
+    return asset["href"], header_from_dict(asset["header"], uri=asset["href"])
+
+
+def footprints_meet(table: pa.Table, shape: shapely.Geometry) -> np.ndarray:
+    """Boolean per row: does the record's footprint (CRS84) intersect ``shape`` (CRS84)?
+
+    The bbox covering column prunes first; exact footprints decide the rest.
+    """
+    if table.num_rows == 0:
+        return np.zeros(0, dtype=bool)
+    xmin, ymin, xmax, ymax = shape.bounds
+    bb = table["bbox"].combine_chunks()
+    near = np.asarray(
+        pc.and_(
+            pc.and_(pc.less_equal(bb.field("xmin"), xmax), pc.greater_equal(bb.field("xmax"), xmin)),
+            pc.and_(pc.less_equal(bb.field("ymin"), ymax), pc.greater_equal(bb.field("ymax"), ymin)),
+        ).fill_null(True)
+    )
+    out = np.zeros(table.num_rows, dtype=bool)
+    idx = np.flatnonzero(near)
+    if idx.size:
+        feet = shapely.from_wkb(table["geometry"].take(pa.array(idx)).to_pylist())
+        out[idx] = shapely.intersects(feet, shape)
+    return out
+
+
+def _record_order(row: Mapping[str, Any]) -> tuple[datetime, str]:
+    dt = row["datetime"]
+    return (dt.replace(tzinfo=None) if dt is not None else datetime.min, row["id"])
+
+
+def _plan(requests: list[ChunkRequest], options: ReadOptions, settings: Settings) -> ReadPlan:
+    return plan_read(requests, all_touched=options.all_touched, coalesce_gap=settings.coalesce_gap,
+                     max_request_bytes=settings.max_request_bytes)
+
+
+async def _execute(plan: ReadPlan, settings: Settings) -> tuple[list[np.ndarray], IOStats]:
+    async with Stores(settings) as stores:
+        arrays = await execute_plan(plan, stores)
+        return arrays, stores.stats
+
+
+def plan_stack(
+    table: pa.Table,
+    geometry: GeometryLike,
+    bands: Sequence[str],
+    *,
+    settings: Settings,
+    geometry_crs: Any | None = None,
+    options: ReadOptions = ReadOptions(),
+) -> tuple[ReadPlan, list[dict[str, Any]]]:
+    """Plan reading ``bands`` within one geometry from every record whose footprint meets it."""
+    geom = to_geometry(geometry)
+    crs = to_crs(geometry_crs)
+    hits = table.filter(pa.array(footprints_meet(table, reproject(geom, crs, CRS84))))
+    rows = sorted(hits.to_pylist(), key=_record_order)
+    if not rows:
+        raise NoRecordsError(
+            f"no record's footprint meets the geometry (bounds {tuple(round(v, 6) for v in geom.bounds)} in "
+            f"{crs.to_string()}); check geometry_crs= and the collection's extent"
+        )
+    requests = []
+    for ri, row in enumerate(rows):
+        for bi, band in enumerate(bands):
+            uri, header = asset_of(row, band)
+            requests.append(ChunkRequest(key=(ri, bi), uri=uri, header=header, geometry=geom, geometry_crs=crs,
+                                         overview=options.overview_for(header)))
+    plan = _plan(requests, options, settings)
+    if not plan.chunks:
+        raise NoRecordsError("the geometry meets record footprints but no pixel of their rasters")
+    return plan, rows
+
+
+def read_stack(
+    table: pa.Table,
+    geometry: GeometryLike,
+    bands: Sequence[str],
+    *,
+    settings: Settings,
+    geometry_crs: Any | None = None,
+    options: ReadOptions = ReadOptions(),
+) -> Stack:
+    """Read one geometry from every record it meets, stacked ``[record, band, y, x]`` on one grid.
+
+    Raises:
+        GridMismatchError: the records (or bands) lie on different pixel grids.
+    """
+    plan, rows = plan_stack(table, geometry, bands, settings=settings, geometry_crs=geometry_crs, options=options)
+    grids = {(c.crs, c.transform, c.window.height, c.window.width) for c in plan.chunks}
+    if len(grids) > 1 or len(plan.chunks) != len(rows) * len(bands):
+        raise GridMismatchError(
+            f"the {len(rows)} records x {len(bands)} bands asked lie on {len(grids)} different pixel "
+            "grids (CRS, resolution or origin differ) and cannot stack in one array; read one grid at a "
+            "time (subset by CRS or band resolution), pass target_crs= to reproject, or use get_gdf()"
+        )
+    arrays, stats = run_sync(lambda: _execute(plan, settings))
+    first = plan.chunks[0]
+    dtype = np.result_type(*(a.dtype for a in arrays))
+    out = np.empty((len(rows), len(bands), first.window.height, first.window.width), dtype=dtype)
+    for chunk, arr in zip(plan.chunks, arrays):
+        out[chunk.key] = arr
+    return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), first.transform,
+                 first.crs or "", first.fill, stats)
+
+
+def read_aoi_table(
+    table: pa.Table,
+    aois: pa.Table,
+    aoi_crs: CRS,
+    bands: Sequence[str],
+    *,
+    settings: Settings,
+    geometry_column: str = "geometry",
+    options: ReadOptions = ReadOptions(),
+) -> tuple[pa.Table, IOStats]:
+    """Read every AOI from every record it meets; one output row per AOI x record x band.
+
+    The output keeps every AOI column and adds ``record_id``, ``datetime``, ``band``,
+    ``crs``, ``transform`` (of the window), ``height``, ``width`` and ``data`` (the
+    masked window, row-major, in the band's dtype). AOIs that meet no record add no row.
+    """
+    geoms = [to_geometry(g) for g in aois[geometry_column].to_pylist()]
+    rows = table.to_pylist()
+    feet = shapely.from_wkb([r["geometry"] for r in rows])
+    shapely.prepare(feet)
+    requests = []
+    for ai, geom in enumerate(geoms):
+        hits = np.flatnonzero(shapely.intersects(feet, reproject(geom, aoi_crs, CRS84)))
+        for ri in sorted(hits, key=lambda i: _record_order(rows[i])):
+            for band in bands:
+                uri, header = asset_of(rows[ri], band)
+                requests.append(ChunkRequest(key=(ai, int(ri), band), uri=uri, header=header, geometry=geom,
+                                             geometry_crs=aoi_crs, overview=options.overview_for(header)))
+    plan = _plan(requests, options, settings)
+    arrays, stats = run_sync(lambda: _execute(plan, settings)) if plan.chunks else ([], IOStats())
+    out = aois.take(pa.array([c.key[0] for c in plan.chunks], pa.int64()))
+    extra = {
+        "record_id": pa.array([rows[c.key[1]]["id"] for c in plan.chunks], pa.string()),
+        "datetime": pa.array([rows[c.key[1]]["datetime"] for c in plan.chunks], pa.timestamp("us", tz="UTC")),
+        "band": pa.array([c.key[2] for c in plan.chunks], pa.string()),
+        "crs": pa.array([c.crs for c in plan.chunks], pa.string()),
+        "transform": pa.array([list(c.transform) for c in plan.chunks], pa.list_(pa.float64())),
+        "height": pa.array([c.window.height for c in plan.chunks], pa.int32()),
+        "width": pa.array([c.window.width for c in plan.chunks], pa.int32()),
+        "data": _list_array(arrays),
+    }
+    for name, column in extra.items():
+        if name in out.schema.names:
+            raise SchemaError(f"the AOI table has a column {name!r} that the output needs; rename it")
+        out = out.append_column(name, column)
+    return out, stats
+
+
+def _list_array(arrays: Sequence[np.ndarray]) -> pa.Array:
+    if not arrays:
+        return pa.array([], pa.list_(pa.uint16()))
+    dtype = np.result_type(*(a.dtype for a in arrays))
+    flat = np.concatenate([a.ravel().astype(dtype, copy=False) for a in arrays])
+    offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+
+
+def stack_to_xarray(stack: Stack) -> Any:
+    """A :class:`Stack` as an ``xarray.Dataset``: one variable per band, dims ``(time, y, x)``,
+    pixel-centre coordinates, and a CF ``spatial_ref`` grid mapping (as rioxarray writes it)."""
+    try:
+        import xarray as xr
+    except ImportError as exc:
+        raise ImportError('get_xarray needs xarray: pip install "rasteret[xarray]"') from exc
+    a, b, c, d, e, f = stack.transform
+    if b != 0 or d != 0:
+        raise GridMismatchError("the grid is rotated; xarray coordinates need a north-up grid, use get_numpy()")
+    _, _, height, width = stack.data.shape
+    crs = CRS.from_user_input(stack.crs)
+    spatial_ref = xr.DataArray(0, attrs={
+        **crs.to_cf(),
+        "crs_wkt": crs.to_wkt(),
+        "spatial_ref": crs.to_wkt(),
+        "GeoTransform": " ".join(str(v) for v in (c, a, b, f, d, e)),
+    })
+    coords = {
+        "time": np.array([np.datetime64(t.replace(tzinfo=None), "ns") if t else np.datetime64("NaT") for t in stack.datetimes]),
+        "y": f + e * (np.arange(height) + 0.5),
+        "x": c + a * (np.arange(width) + 0.5),
+        "id": ("time", np.array(stack.record_ids, dtype=object)),
+        "spatial_ref": spatial_ref,
+    }
+    x_attrs, y_attrs = ({"standard_name": "longitude", "units": "degrees_east"},
+                        {"standard_name": "latitude", "units": "degrees_north"}) if crs.is_geographic else (
+        {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"},
+        {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
+    data_vars = {
+        band: xr.DataArray(stack.data[:, bi], dims=("time", "y", "x"),
+                           attrs={"grid_mapping": "spatial_ref", "nodata": stack.fill})
+        for bi, band in enumerate(stack.bands)
+    }
+    ds = xr.Dataset(data_vars, coords=coords)
+    for band in stack.bands:
+        ds[band].encoding["_FillValue"] = stack.fill
+    ds["x"].attrs.update(x_attrs)
+    ds["y"].attrs.update(y_attrs)
+    ds.attrs["requests"] = stack.stats.requests
+    ds.attrs["bytes_read"] = stack.stats.bytes
+    return ds
