@@ -16,13 +16,21 @@ from pyproj import CRS
 
 from . import _delta
 from ._enrich import enrich_records
-from ._fetch import execute_plan, run_sync
 from ._geometry import CRS84, GeometryLike, geometry_table_crs, reproject, to_crs, to_geometry
-from ._planner import ChunkRequest, ReadPlan, plan_read
-from ._schema import CORE_FIELDS, header_from_dict
+from ._read import (
+    ReadOptions,
+    Stack,
+    check_bands,
+    footprints_meet,
+    plan_stack,
+    read_aoi_table,
+    read_stack,
+    stack_to_xarray,
+)
+from ._schema import CORE_FIELDS
 from ._stac import records_from_items, search_items
-from ._store import IOStats, Stores
-from .errors import BandError, CollectionError, GridMismatchError, NoRecordsError, SchemaError
+from ._store import IOStats
+from .errors import CollectionError, GridMismatchError, SchemaError
 from .settings import Settings
 
 __all__ = ["Collection", "load", "build_from_stac", "GEO_METADATA"]
@@ -145,15 +153,19 @@ class Collection:
             crs = to_crs(geometry_crs)
             shapes.append(shapely.union_all([reproject(to_geometry(g), crs, CRS84) for g in many]))
         for shape in shapes:
-            t = t.filter(pa.array(_footprints_meet(t, shape)))
+            t = t.filter(pa.array(footprints_meet(t, shape)))
         return self._view(t)
 
     # ------------------------------------------------------------------ read
-    def explain(self, geometry: GeometryLike, bands: Sequence[str], *, geometry_crs: Any | None = None,
-                all_touched: bool = False) -> dict[str, int]:
+    def explain(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
+                all_touched: bool = False, overview: int | None = None,
+                resolution: float | None = None) -> dict[str, int]:
         """What reading ``geometry`` would cost, before any I/O: records, tiles, requests, bytes."""
-        plan, records = self._plan_one(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched)
-        return {"records": len(records), **plan.summary()}
+        band_list = check_bands(self.bands, bands)
+        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
+        plan, rows = plan_stack(self._table, geometry, band_list, settings=self.settings,
+                                geometry_crs=geometry_crs, options=options)
+        return {"records": len(rows), **plan.summary()}
 
     def get_numpy(
         self,
@@ -162,6 +174,8 @@ class Collection:
         *,
         geometry_crs: Any | None = None,
         all_touched: bool = False,
+        overview: int | None = None,
+        resolution: float | None = None,
         target_crs: Any | None = None,
     ) -> np.ndarray:
         """Read the pixels of ``bands`` within ``geometry`` from every record it meets.
@@ -169,34 +183,36 @@ class Collection:
         Returns ``[records, bands, height, width]`` in the native dtype; for each record and
         band the slice equals ``rasterio.mask.mask(src, [geometry in the raster CRS],
         crop=True, all_touched=all_touched, filled=True, nodata=fill)`` with ``fill`` the
-        asset's nodata, else 0.
+        asset's nodata, else 0. With ``overview=k`` (or a ``resolution=`` that picks it)
+        ``src`` is the file's k-th overview (``rasterio.open(path, overview_level=k)``).
 
         Raises:
             NoRecordsError: no record's footprint meets the geometry.
             BandError: a band is unknown or lacks header metadata.
             GridMismatchError: the records (or bands) lie on different pixel grids.
         """
-        if target_crs is not None:
-            raise GridMismatchError(
-                "target_crs= (reprojection onto one grid) is not available yet; read each grid "
-                "separately with subset(), or use get_gdf()"
-            )
-        band_list = [bands] if isinstance(bands, str) else list(bands)
-        plan, records = self._plan_one(geometry, band_list, geometry_crs=geometry_crs, all_touched=all_touched)
-        grids = {(c.crs, c.transform, c.window.height, c.window.width) for c in plan.chunks}
-        if len(grids) > 1 or len(plan.chunks) != len(records) * len(band_list):
-            raise GridMismatchError(
-                f"the {len(records)} records x {len(band_list)} bands asked lie on {len(grids)} different pixel "
-                "grids (CRS, resolution or origin differ) and cannot stack in one array; read one grid at a "
-                "time (subset by CRS or band resolution), pass target_crs= to reproject, or use get_gdf()"
-            )
-        arrays, _ = run_sync(lambda: _execute(plan, self.settings))
-        height, width = plan.chunks[0].window.height, plan.chunks[0].window.width
-        dtype = np.result_type(*(a.dtype for a in arrays))
-        out = np.empty((len(records), len(band_list), height, width), dtype=dtype)
-        for chunk, arr in zip(plan.chunks, arrays):
-            out[chunk.key] = arr
-        return out
+        return self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
+                           resolution=resolution, target_crs=target_crs).data
+
+    def get_xarray(
+        self,
+        geometry: GeometryLike,
+        bands: str | Sequence[str],
+        *,
+        geometry_crs: Any | None = None,
+        all_touched: bool = False,
+        overview: int | None = None,
+        resolution: float | None = None,
+        target_crs: Any | None = None,
+    ) -> Any:
+        """:meth:`get_numpy` as an ``xarray.Dataset`` (needs ``rasteret[xarray]``).
+
+        One variable per band with dims ``(time, y, x)``, pixel-centre ``x``/``y``
+        coordinates, record ids on ``id``, and a CF ``spatial_ref`` grid mapping.
+        """
+        stack = self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
+                            resolution=resolution, target_crs=target_crs)
+        return stack_to_xarray(stack)
 
     def get_table(
         self,
@@ -206,61 +222,50 @@ class Collection:
         geometry_crs: Any | None = None,
         geometry_column: str = "geometry",
         all_touched: bool = False,
+        overview: int | None = None,
+        resolution: float | None = None,
     ) -> tuple[pa.Table, IOStats]:
         """Read every AOI of a table from every record it meets; one row per AOI x record x band.
 
-        The output keeps every AOI column and adds ``record_id``, ``datetime``, ``band``,
-        ``crs``, ``transform`` (of the window), ``height``, ``width`` and ``data`` (the
-        masked window, row-major, in the band's dtype). AOIs that meet no record add no row.
+        ``aois``: anything :func:`read_geometry_table` accepts. The output keeps every AOI
+        column and adds ``record_id``, ``datetime``, ``band``, ``crs``, ``transform`` (of the
+        window), ``height``, ``width`` and ``data`` (the masked window, row-major). AOIs that
+        meet no record add no row. Records on different grids are fine here.
         """
-        band_list = [bands] if isinstance(bands, str) else list(bands)
-        self._check_bands(band_list)
+        band_list = check_bands(self.bands, bands)
         table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
-        geoms = [to_geometry(g) for g in table[geometry_column].to_pylist()]
-        rows = self._table.to_pylist()
-        feet = shapely.from_wkb([r["geometry"] for r in rows])
-        shapely.prepare(feet)
-        requests = []
-        for ai, geom in enumerate(geoms):
-            hits = np.flatnonzero(shapely.intersects(feet, reproject(geom, crs, CRS84)))
-            for ri in sorted(hits, key=lambda i: (rows[i]["datetime"] or _dt.min, rows[i]["id"])):
-                for band in band_list:
-                    uri, header = self._asset(rows[ri], band)
-                    requests.append(ChunkRequest(key=(ai, int(ri), band), uri=uri, header=header, geometry=geom, geometry_crs=crs))
-        plan = plan_read(requests, all_touched=all_touched, coalesce_gap=self.settings.coalesce_gap,
-                         max_request_bytes=self.settings.max_request_bytes)
-        arrays, stats = run_sync(lambda: _execute(plan, self.settings)) if plan.chunks else ([], IOStats())
-        take = [c.key[0] for c in plan.chunks]
-        out = table.take(pa.array(take, pa.int64()))
-        extra = {
-            "record_id": pa.array([rows[c.key[1]]["id"] for c in plan.chunks], pa.string()),
-            "datetime": pa.array([rows[c.key[1]]["datetime"] for c in plan.chunks], pa.timestamp("us", tz="UTC")),
-            "band": pa.array([c.key[2] for c in plan.chunks], pa.string()),
-            "crs": pa.array([c.crs for c in plan.chunks], pa.string()),
-            "transform": pa.array([list(c.transform) for c in plan.chunks], pa.list_(pa.float64())),
-            "height": pa.array([c.window.height for c in plan.chunks], pa.int32()),
-            "width": pa.array([c.window.width for c in plan.chunks], pa.int32()),
-            "data": _list_array(arrays),
-        }
-        for name, column in extra.items():
-            if name in out.schema.names:
-                raise SchemaError(f"the AOI table has a column {name!r} that the output needs; rename it")
-            out = out.append_column(name, column)
-        return out, stats
+        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
+        return read_aoi_table(self._table, table, crs, band_list, settings=self.settings,
+                              geometry_column=geometry_column, options=options)
 
     def get_gdf(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
-                geometry_column: str = "geometry", all_touched: bool = False) -> Any:
+                geometry_column: str = "geometry", all_touched: bool = False, overview: int | None = None,
+                resolution: float | None = None) -> Any:
         """:meth:`get_table` as a GeoDataFrame (needs ``rasteret[geo]``); ``data`` holds 2-D arrays."""
         try:
             import geopandas as gpd
         except ImportError as exc:
             raise ImportError('get_gdf needs geopandas: pip install "rasteret[geo]"') from exc
-        table, _ = self.get_table(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
-                                  all_touched=all_touched)
-        _, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
-        df = table.drop_columns([geometry_column]).to_pandas()
+        band_list = check_bands(self.bands, bands)
+        table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
+        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
+        out, _ = read_aoi_table(self._table, table, crs, band_list, settings=self.settings,
+                                geometry_column=geometry_column, options=options)
+        df = out.drop_columns([geometry_column]).to_pandas()
         df["data"] = [np.asarray(d).reshape(h, w) for d, h, w in zip(df["data"], df["height"], df["width"])]
-        return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(table[geometry_column].to_pylist()), crs=crs)
+        return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
+
+    def _stack(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None,
+               all_touched: bool, overview: int | None, resolution: float | None, target_crs: Any | None) -> Stack:
+        if target_crs is not None:
+            raise GridMismatchError(
+                "target_crs= (reprojection onto one grid) is not available yet; read each grid "
+                "separately with subset(), or use get_gdf()"
+            )
+        band_list = check_bands(self.bands, bands)
+        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
+        return read_stack(self._table, geometry, band_list, settings=self.settings, geometry_crs=geometry_crs,
+                          options=options)
 
     # ------------------------------------------------------------------ lifecycle
     def enrich(self, *, refresh: bool = False) -> Collection:
@@ -273,86 +278,9 @@ class Collection:
                                         metadata={"headers_parsed": result.parsed})
         return load(self.uri, version=version, settings=self.settings)
 
-    # ------------------------------------------------------------------ internals
-    def _check_bands(self, bands: Sequence[str]) -> None:
-        if not bands:
-            raise BandError("no band asked; pass one or more of " + ", ".join(self.bands))
-        unknown = [b for b in bands if b not in self.bands]
-        if unknown:
-            raise BandError(f"unknown band(s) {unknown}; the collection has {self.bands}")
-
-    @staticmethod
-    def _asset(row: Mapping[str, Any], band: str) -> tuple[str, Any]:
-        asset = (row["assets"] or {}).get(band)
-        if asset is None:
-            raise BandError(f"record {row['id']} has no asset for band {band!r}")
-        if asset["header"] is None:
-            raise BandError(
-                f"record {row['id']} band {band!r} ({asset['href']}) has no header metadata; run collection.enrich()"
-            )
-        return asset["href"], header_from_dict(asset["header"], uri=asset["href"])
-
-    def _plan_one(self, geometry: GeometryLike, bands: Sequence[str], *, geometry_crs: Any | None,
-                  all_touched: bool) -> tuple[ReadPlan, list[Mapping[str, Any]]]:
-        self._check_bands(bands)
-        geom = to_geometry(geometry)
-        crs = to_crs(geometry_crs)
-        hits = self.subset(geometries=geom, geometry_crs=crs)
-        rows = sorted(hits._table.to_pylist(), key=lambda r: (r["datetime"] or _dt.min, r["id"]))
-        if not rows:
-            raise NoRecordsError(
-                f"no record's footprint meets the geometry (bounds {tuple(round(v, 6) for v in geom.bounds)} in "
-                f"{crs.to_string()}); check geometry_crs= and the collection's extent"
-            )
-        requests = [
-            ChunkRequest(key=(ri, bi), uri=uri, header=header, geometry=geom, geometry_crs=crs)
-            for ri, row in enumerate(rows)
-            for bi, band in enumerate(bands)
-            for uri, header in [self._asset(row, band)]
-        ]
-        plan = plan_read(requests, all_touched=all_touched, coalesce_gap=self.settings.coalesce_gap,
-                         max_request_bytes=self.settings.max_request_bytes)
-        if not plan.chunks:
-            raise NoRecordsError("the geometry meets record footprints but no pixel of their rasters")
-        return plan, rows
-
-
-async def _execute(plan: ReadPlan, settings: Settings) -> tuple[list[np.ndarray], IOStats]:
-    async with Stores(settings) as stores:
-        arrays = await execute_plan(plan, stores)
-        return arrays, stores.stats
-
-
-def _list_array(arrays: Sequence[np.ndarray]) -> pa.Array:
-    if not arrays:
-        return pa.array([], pa.list_(pa.uint16()))
-    dtype = np.result_type(*(a.dtype for a in arrays))
-    flat = np.concatenate([a.ravel().astype(dtype, copy=False) for a in arrays])
-    offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
-
 
 def _is_bbox(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value)
-
-
-def _footprints_meet(table: pa.Table, shape: shapely.Geometry) -> np.ndarray:
-    if table.num_rows == 0:
-        return np.zeros(0, dtype=bool)
-    xmin, ymin, xmax, ymax = shape.bounds
-    bb = table["bbox"].combine_chunks()
-    near = np.asarray(
-        pc.and_(
-            pc.and_(pc.less_equal(bb.field("xmin"), xmax), pc.greater_equal(bb.field("xmax"), xmin)),
-            pc.and_(pc.less_equal(bb.field("ymin"), ymax), pc.greater_equal(bb.field("ymax"), ymin)),
-        ).fill_null(True)
-    )
-    out = np.zeros(table.num_rows, dtype=bool)
-    idx = np.flatnonzero(near)
-    if idx.size:
-        feet = shapely.from_wkb(table["geometry"].take(pa.array(idx)).to_pylist())
-        out[idx] = shapely.intersects(feet, shape)
-    return out
 
 
 def _time_range(value: str | tuple[Any, Any]) -> tuple[_dt | None, _dt | None]:
