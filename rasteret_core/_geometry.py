@@ -92,6 +92,8 @@ def reproject(geom: shapely.Geometry, src: CRS, dst: CRS) -> shapely.Geometry:
                 f"coordinates {tuple(round(v, 3) for v in geom.bounds)} are out of range for lon/lat "
                 f"({src.name}); if they are projected, say so with geometry_crs="
             )
+        if not dst.is_geographic:
+            _check_projectable(geom)
     if src == dst:
         return geom
     transformer = _transformer(src.to_wkt(), dst.to_wkt())
@@ -103,6 +105,27 @@ def reproject(geom: shapely.Geometry, src: CRS, dst: CRS) -> shapely.Geometry:
             "(it lies outside the target CRS's area of use)"
         )
     return out
+
+
+def _check_projectable(geom: shapely.Geometry) -> None:
+    """Refuse lon/lat geometries whose vertex-wise projection would not be the same area.
+
+    A part spanning more than 180 degrees of longitude is taken to cross the
+    antimeridian the long way round; a part touching a pole has no single
+    projected vertex for it. Both get a clear error with what to do.
+    """
+    for part in shapely.get_parts(geom):
+        pxmin, pymin, pxmax, pymax = part.bounds
+        if pymin <= -90 or pymax >= 90:
+            raise GeometryError(
+                "the geometry touches a pole in lon/lat, which has no single projected point; give it in a "
+                "polar CRS (say EPSG:3413 or EPSG:3031) with geometry_crs="
+            )
+        if pxmax - pxmin > 180:
+            raise GeometryError(
+                f"a part of the geometry spans {pxmax - pxmin:.1f} degrees of longitude; if it crosses the "
+                "antimeridian, split it there into a MultiPolygon (one part on each side of +/-180)"
+            )
 
 
 def inverse_affine(t: Sequence[float]) -> tuple[float, float, float, float, float, float]:
