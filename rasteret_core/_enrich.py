@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ._fetch import fetch_headers, run_sync
+from ._fetch import read_headers
 from ._schema import header_to_dict
-from ._store import IOStats, Stores
+from ._store import IOStats
 from .errors import RasteretError
 from .settings import Settings
 
@@ -61,11 +61,7 @@ def enrich_records(
         }
     )
 
-    async def run() -> tuple[dict, IOStats]:
-        async with Stores(settings) as stores:
-            return await fetch_headers(todo, stores, on_done=progress), stores.stats
-
-    results, stats = run_sync(run) if todo else ({}, IOStats())
+    results, stats = read_headers(todo, settings, on_done=progress) if todo else ({}, IOStats())
     failures = []
     for row in rows:
         for band, asset in (row["assets"] or {}).items():

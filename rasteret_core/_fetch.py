@@ -8,10 +8,13 @@ releases the GIL) and are pasted into one preallocated array per chunk.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
+import os
 import threading
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -22,11 +25,12 @@ from ._decode import decode_tile
 from ._geometry import apply_affine, inverse_affine
 from ._header import TiffHeader
 from ._planner import ChunkPlan, ReadPlan, RangeRequest
-from ._store import ObjectInfo, Stores
+from ._store import IOStats, ObjectInfo, Stores
 from ._tiff import parse_header
 from .errors import FetchError, RasteretError
+from .settings import Settings
 
-__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "run_sync"]
+__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "run_sync", "read_plan", "read_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -149,25 +153,81 @@ async def fetch_headers(
     return dict(await asyncio.gather(*(one(u) for u in dict.fromkeys(uris))))
 
 
-def run_sync(factory: Callable[[], Coroutine[Any, Any, T]] | Awaitable[T]) -> T:
-    """Run a coroutine to completion from sync code, also inside a running event loop (Jupyter)."""
-    coro = factory() if callable(factory) else factory
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    result: list[T] = []
-    error: list[BaseException] = []
+class _Runtime:
+    """One background event loop per process, with long-lived stores per settings.
 
-    def target() -> None:
-        try:
-            result.append(asyncio.run(coro))  # type: ignore[arg-type]
-        except BaseException as exc:  # re-raised in the caller's thread
-            error.append(exc)
+    Sync calls submit their coroutines here, so S3/HTTP clients and their
+    connections outlive a single read (no client set-up per call). A forked
+    child process builds its own runtime.
+    """
 
-    thread = threading.Thread(target=target, name="rasteret-io")
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.stores: dict[Settings, Stores] = {}
+        self.thread = threading.Thread(target=self.loop.run_forever, name="rasteret-io", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise RuntimeError("a sync Rasteret call was made from inside Rasteret's I/O loop; await the async API")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def shared_stores(self, settings: Settings) -> Stores:
+        """The long-lived stores for ``settings`` (call on the runtime's loop)."""
+        if settings not in self.stores:
+            self.stores[settings] = Stores(settings)
+        return self.stores[settings]
+
+    def close(self) -> None:
+        async def close_all() -> None:
+            for stores in self.stores.values():
+                await stores.__aexit__(None, None, None)
+
+        if self.loop.is_running():
+            with contextlib.suppress(Exception):  # best effort at interpreter exit
+                asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(timeout=5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+_runtime: _Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def _get_runtime() -> _Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None or _runtime.pid != os.getpid():
+            _runtime = _Runtime()
+            atexit.register(_runtime.close)
+        return _runtime
+
+
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code (also inside Jupyter's running loop)."""
+    return _get_runtime().run(factory())
+
+
+def read_plan(plan: ReadPlan, settings: Settings) -> tuple[list[np.ndarray], IOStats]:
+    """Run a plan from sync code on the shared runtime; return its arrays and the I/O it took."""
+    runtime = _get_runtime()
+
+    async def go() -> tuple[list[np.ndarray], IOStats]:
+        stores = runtime.shared_stores(settings).child()
+        return await execute_plan(plan, stores), stores.stats
+
+    return runtime.run(go())
+
+
+def read_headers(
+    uris: Sequence[str], settings: Settings, *, on_done: Callable[[str], None] | None = None
+) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
+    """:func:`fetch_headers` from sync code on the shared runtime; also return the I/O it took."""
+    runtime = _get_runtime()
+
+    async def go() -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
+        stores = runtime.shared_stores(settings).child()
+        return await fetch_headers(uris, stores, on_done=on_done), stores.stats
+
+    return runtime.run(go())

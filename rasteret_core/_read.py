@@ -22,12 +22,12 @@ import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 
-from ._fetch import execute_plan, run_sync
+from ._fetch import read_plan
 from ._geometry import CRS84, GeometryLike, reproject, to_crs, to_geometry
 from ._header import TiffHeader
 from ._planner import ChunkRequest, ReadPlan, plan_read, resolve_overview
 from ._schema import header_from_dict
-from ._store import IOStats, Stores
+from ._store import IOStats
 from .errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
 from .settings import Settings
 
@@ -130,12 +130,6 @@ def _plan(requests: list[ChunkRequest], options: ReadOptions, settings: Settings
                      max_request_bytes=settings.max_request_bytes)
 
 
-async def _execute(plan: ReadPlan, settings: Settings) -> tuple[list[np.ndarray], IOStats]:
-    async with Stores(settings) as stores:
-        arrays = await execute_plan(plan, stores)
-        return arrays, stores.stats
-
-
 def plan_stack(
     table: pa.Table,
     geometry: GeometryLike,
@@ -189,7 +183,7 @@ def read_stack(
             "grids (CRS, resolution or origin differ) and cannot stack in one array; read one grid at a "
             "time (subset by CRS or band resolution), pass target_crs= to reproject, or use get_gdf()"
         )
-    arrays, stats = run_sync(lambda: _execute(plan, settings))
+    arrays, stats = read_plan(plan, settings)
     first = plan.chunks[0]
     dtype = np.result_type(*(a.dtype for a in arrays))
     out = np.empty((len(rows), len(bands), first.window.height, first.window.width), dtype=dtype)
@@ -228,7 +222,7 @@ def read_aoi_table(
                 requests.append(ChunkRequest(key=(ai, int(ri), band), uri=uri, header=header, geometry=geom,
                                              geometry_crs=aoi_crs, overview=options.overview_for(header)))
     plan = _plan(requests, options, settings)
-    arrays, stats = run_sync(lambda: _execute(plan, settings)) if plan.chunks else ([], IOStats())
+    arrays, stats = read_plan(plan, settings) if plan.chunks else ([], IOStats())
     out = aois.take(pa.array([c.key[0] for c in plan.chunks], pa.int64()))
     extra = {
         "record_id": pa.array([rows[c.key[1]]["id"] for c in plan.chunks], pa.string()),

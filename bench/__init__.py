@@ -1,0 +1,1 @@
+"""Benchmarks of Rasteret (run each as ``python -m bench.<name>``)."""
