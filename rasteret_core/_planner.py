@@ -234,6 +234,7 @@ def plan_read(
     planning them is an error.
     """
     chunks: list[ChunkPlan] = []
+    projected: dict[tuple[int, str, str], shapely.Geometry] = {}
     for req in requests:
         header = req.header
         image, ifd, transform = select_image(header, req.overview)
@@ -242,7 +243,10 @@ def plan_read(
             raise PlanningError(f"{req.uri}: the raster has no CRS; cannot place an AOI")
         if req.sample >= image.samples_per_pixel:
             raise PlanningError(f"{req.uri}: sample {req.sample} asked, the file has {image.samples_per_pixel}")
-        geom = reproject(req.geometry, req.geometry_crs, to_crs(header.crs))
+        crs_key = (id(req.geometry), req.geometry_crs.to_wkt(), header.crs)
+        if crs_key not in projected:  # one reprojection per geometry and raster CRS
+            projected[crs_key] = reproject(req.geometry, req.geometry_crs, to_crs(header.crs))
+        geom = projected[crs_key]
         window = plan_window(geom, transform, image.width, image.height)
         if window.empty:
             if drop_empty:
