@@ -95,7 +95,7 @@ def _minimum(col: rc.Collection, aois: list[shapely.Geometry]) -> tuple[int, int
     that reading every AOI needs."""
     tiles: dict[str, set[tuple[int, int]]] = {}
     for aoi in aois:
-        plan, _ = plan_stack(col.to_arrow(), aoi, BANDS, settings=col.settings)
+        plan, _, _ = plan_stack(col.to_arrow(), aoi, BANDS, settings=col.settings)
         for chunk in plan.chunks:
             offsets, counts = chunk.image.tile_offsets, chunk.image.tile_byte_counts
             tiles.setdefault(chunk.uri, set()).update((int(offsets[t]), int(offsets[t] + counts[t])) for t in chunk.tiles)

@@ -104,7 +104,7 @@ def _decode_and_paste(raw: bytes, tile: int, chunks: list[ChunkPlan], outs: list
 
 
 def rasterize_mask(
-    geometry: shapely.Geometry, transform: Sequence[float], height: int, width: int, all_touched: bool = False
+    geometry: shapely.Geometry | None, transform: Sequence[float], height: int, width: int, all_touched: bool = False
 ) -> np.ndarray:
     """Boolean ``[height, width]`` array, True where a pixel belongs to ``geometry``.
 
@@ -112,9 +112,9 @@ def rasterize_mask(
     its centre lies in a span ``[x0, x1)`` between edge crossings; with ``all_touched``
     also when the geometry's boundary touches the pixel. ``transform`` maps pixel
     (col, row) of the window to the geometry's CRS. A point keeps its whole window
-    (the one pixel that contains it).
+    (the one pixel that contains it), and so does no geometry.
     """
-    if geometry.geom_type == "Point":
+    if geometry is None or geometry.geom_type == "Point":
         return np.ones((height, width), dtype=bool)
     px = apply_affine(inverse_affine(transform), geometry)  # the geometry in window pixel space
     inside = _scanline_fill(px, height, width)

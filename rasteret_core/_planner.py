@@ -68,6 +68,7 @@ class ChunkRequest:
     geometry_crs: CRS
     sample: int = 0
     overview: int | None = None  # index into header.overviews (0 = the finest); None = full resolution
+    window: Window | None = None  # read this pixel window whole (clipped; unmasked) instead of the geometry's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -84,7 +85,7 @@ class ChunkPlan:
     transform: tuple[float, ...]  # of the window's pixel (0, 0), in the raster CRS
     crs: str | None
     fill: float
-    geometry: shapely.Geometry  # in the raster CRS
+    geometry: shapely.Geometry | None  # in the raster CRS; None keeps the whole window
     tiles: tuple[int, ...]  # indices into the image's tile tables
 
 
@@ -146,11 +147,8 @@ def plan_window(geometry: shapely.Geometry, transform: Sequence[float], width: i
         row, col = math.floor(rmin), math.floor(cmin)
         inside = 0 <= row < height and 0 <= col < width
         return Window(row, col, 1, 1) if inside else Window(0, 0, 0, 0)
-    row_start, row_stop = math.floor(rmin), math.ceil(rmax)
-    col_start, col_stop = math.floor(cmin), math.ceil(cmax)
-    r0, c0 = max(row_start, 0), max(col_start, 0)
-    r1, c1 = min(row_stop, height), min(col_stop, width)
-    return Window(r0, c0, max(r1 - r0, 0), max(c1 - c0, 0))
+    row_start, col_start = math.floor(rmin), math.floor(cmin)
+    return _clip(Window(row_start, col_start, math.ceil(rmax) - row_start, math.ceil(cmax) - col_start), width, height)
 
 
 def resolve_overview(header: TiffHeader, resolution: float | None) -> int | None:
@@ -188,6 +186,12 @@ def select_image(header: TiffHeader, overview: int | None) -> tuple[ImageInfo, i
     sx, sy = header.image.width / image.width, header.image.height / image.height
     a, b, c, d, e, f = header.transform
     return image, header.images.index(image), (a * sx, b * sy, c, d * sx, e * sy, f)
+
+
+def _clip(window: Window, width: int, height: int) -> Window:
+    r0, c0 = max(window.row_off, 0), max(window.col_off, 0)
+    r1, c1 = min(window.row_off + window.height, height), min(window.col_off + window.width, width)
+    return Window(r0, c0, max(r1 - r0, 0), max(c1 - c0, 0))
 
 
 def _tiles_for(image: ImageInfo, window: Window, sample: int) -> tuple[int, ...]:
@@ -247,7 +251,8 @@ def plan_read(
         if crs_key not in projected:  # one reprojection per geometry and raster CRS
             projected[crs_key] = reproject(req.geometry, req.geometry_crs, to_crs(header.crs))
         geom = projected[crs_key]
-        window = plan_window(geom, transform, image.width, image.height)
+        window = plan_window(geom, transform, image.width, image.height) if req.window is None else _clip(
+            req.window, image.width, image.height)
         if window.empty:
             if drop_empty:
                 continue
@@ -266,7 +271,7 @@ def plan_read(
                 transform=wt,
                 crs=header.crs,
                 fill=header.nodata if header.nodata is not None else 0,
-                geometry=geom,
+                geometry=geom if req.window is None else None,
                 tiles=_tiles_for(image, window, req.sample),
             )
         )

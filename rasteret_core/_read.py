@@ -22,16 +22,17 @@ import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 
-from ._fetch import read_plan
+from ._fetch import rasterize_mask, read_plan
 from ._geometry import CRS84, GeometryLike, reproject, to_crs, to_geometry
 from ._header import TiffHeader
-from ._planner import ChunkRequest, ReadPlan, plan_read, resolve_overview
+from ._planner import ChunkRequest, ReadPlan, Window, plan_read, resolve_overview, select_image
 from ._schema import header_from_dict
 from ._store import IOStats
+from ._warp import Resampling, default_resolution, plan_source_window, plan_target_grid, reproject_array
 from .errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
 from .settings import Settings
 
-__all__ = ["ReadOptions", "Stack", "footprints_meet", "plan_stack", "read_stack", "read_aoi_table", "stack_to_xarray"]
+__all__ = ["ReadOptions", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_stack", "read_aoi_table", "stack_to_xarray"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,22 +43,34 @@ class ReadOptions:
         all_touched: Keep every pixel the geometry touches (rasterio's ``all_touched``),
             not only those whose centre it contains.
         overview: Read this overview (0 = the finest reduced level) instead of full resolution.
-        resolution: Read from the coarsest overview whose pixels are no larger than this
-            (in the raster CRS's units); the output keeps that overview's grid.
+        resolution: Without ``target_crs``: read from the coarsest overview whose pixels are
+            no larger than this (in the raster CRS's units); the output keeps that overview's
+            grid. With ``target_crs``: the target grid's pixel size, in its units.
+        target_crs: Reproject every record onto one north-up grid in this CRS, aligned to
+            multiples of the resolution (default: the first record's resolution carried over).
+        resampling: ``nearest`` or ``bilinear`` for reprojection, as GDAL does them.
     """
 
     all_touched: bool = False
     overview: int | None = None
     resolution: float | None = None
+    target_crs: CRS | None = None
+    resampling: Resampling = "nearest"
 
     def __post_init__(self) -> None:
-        if self.overview is not None and self.resolution is not None:
+        if self.overview is not None and self.resolution is not None and self.target_crs is None:
             raise PlanningError("pass overview= or resolution=, not both")
         if self.overview is not None and self.overview < 0:
             raise PlanningError(f"overview must be 0 or more, got {self.overview}")
+        if self.resampling not in ("nearest", "bilinear"):
+            raise PlanningError(f"resampling must be 'nearest' or 'bilinear', got {self.resampling!r}")
+        if self.resolution is not None and self.resolution <= 0:
+            raise PlanningError(f"resolution must be positive, got {self.resolution}")
 
     def overview_for(self, header: TiffHeader) -> int | None:
-        return self.overview if self.resolution is None else resolve_overview(header, self.resolution)
+        if self.resolution is None or self.target_crs is not None:  # with a target CRS, resolution is the target's
+            return self.overview
+        return resolve_overview(header, self.resolution)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -130,6 +143,39 @@ def _plan(requests: list[ChunkRequest], options: ReadOptions, settings: Settings
                      max_request_bytes=settings.max_request_bytes)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class TargetGrid:
+    """The one grid a reprojected read lands on, and the geometry in its CRS."""
+
+    crs: CRS
+    transform: tuple[float, ...]
+    width: int
+    height: int
+    geometry: shapely.Geometry
+
+
+def _records_meeting(table: pa.Table, geom: shapely.Geometry, crs: CRS) -> list[dict[str, Any]]:
+    hits = table.filter(pa.array(footprints_meet(table, reproject(geom, crs, CRS84))))
+    rows = sorted(hits.to_pylist(), key=_record_order)
+    if not rows:
+        raise NoRecordsError(
+            f"no record's footprint meets the geometry (bounds {tuple(round(v, 6) for v in geom.bounds)} in "
+            f"{crs.to_string()}); check geometry_crs= and the collection's extent"
+        )
+    return rows
+
+
+def _target_grid(geom: shapely.Geometry, crs: CRS, first: TiffHeader, options: ReadOptions) -> TargetGrid:
+    target = options.target_crs
+    assert target is not None
+    _, _, transform = select_image(first, options.overview)
+    resolution = options.resolution or default_resolution(
+        transform, first.crs, target, first.image.width, first.image.height)
+    projected = reproject(geom, crs, target)
+    dst_transform, width, height = plan_target_grid(projected.bounds, crs=target, resolution=resolution)
+    return TargetGrid(target, dst_transform, width, height, projected)
+
+
 def plan_stack(
     table: pa.Table,
     geometry: GeometryLike,
@@ -138,27 +184,34 @@ def plan_stack(
     settings: Settings,
     geometry_crs: Any | None = None,
     options: ReadOptions = ReadOptions(),
-) -> tuple[ReadPlan, list[dict[str, Any]]]:
-    """Plan reading ``bands`` within one geometry from every record whose footprint meets it."""
+) -> tuple[ReadPlan, list[dict[str, Any]], TargetGrid | None]:
+    """Plan reading ``bands`` within one geometry from every record whose footprint meets it.
+
+    With ``options.target_crs`` each chunk reads the source window that the target grid
+    needs (whole, unmasked); the grid is returned too.
+    """
     geom = to_geometry(geometry)
     crs = to_crs(geometry_crs)
-    hits = table.filter(pa.array(footprints_meet(table, reproject(geom, crs, CRS84))))
-    rows = sorted(hits.to_pylist(), key=_record_order)
-    if not rows:
-        raise NoRecordsError(
-            f"no record's footprint meets the geometry (bounds {tuple(round(v, 6) for v in geom.bounds)} in "
-            f"{crs.to_string()}); check geometry_crs= and the collection's extent"
-        )
+    rows = _records_meeting(table, geom, crs)
+    grid = None
+    if options.target_crs is not None:
+        grid = _target_grid(geom, crs, asset_of(rows[0], bands[0])[1], options)
     requests = []
     for ri, row in enumerate(rows):
         for bi, band in enumerate(bands):
             uri, header = asset_of(row, band)
+            window = None
+            if grid is not None:
+                _, _, src_transform = select_image(header, options.overview)
+                window = Window(*plan_source_window(
+                    src_transform=src_transform, src_crs=header.crs, dst_transform=grid.transform, dst_crs=grid.crs,
+                    dst_shape=(grid.height, grid.width), resampling=options.resampling))
             requests.append(ChunkRequest(key=(ri, bi), uri=uri, header=header, geometry=geom, geometry_crs=crs,
-                                         overview=options.overview_for(header)))
+                                         overview=options.overview_for(header), window=window))
     plan = _plan(requests, options, settings)
-    if not plan.chunks:
+    if not plan.chunks and grid is None:
         raise NoRecordsError("the geometry meets record footprints but no pixel of their rasters")
-    return plan, rows
+    return plan, rows, grid
 
 
 def read_stack(
@@ -173,9 +226,13 @@ def read_stack(
     """Read one geometry from every record it meets, stacked ``[record, band, y, x]`` on one grid.
 
     Raises:
-        GridMismatchError: the records (or bands) lie on different pixel grids.
+        GridMismatchError: the records (or bands) lie on different pixel grids and no
+            ``target_crs`` puts them on one.
     """
-    plan, rows = plan_stack(table, geometry, bands, settings=settings, geometry_crs=geometry_crs, options=options)
+    plan, rows, grid = plan_stack(table, geometry, bands, settings=settings, geometry_crs=geometry_crs,
+                                  options=options)
+    if grid is not None:
+        return _warp_stack(plan, rows, bands, grid, settings, options)
     grids = {(c.crs, c.transform, c.window.height, c.window.width) for c in plan.chunks}
     if len(grids) > 1 or len(plan.chunks) != len(rows) * len(bands):
         raise GridMismatchError(
@@ -191,6 +248,29 @@ def read_stack(
         out[chunk.key] = arr
     return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), first.transform,
                  first.crs or "", first.fill, stats)
+
+
+def _warp_stack(plan: ReadPlan, rows: list[dict[str, Any]], bands: Sequence[str], grid: TargetGrid,
+                settings: Settings, options: ReadOptions) -> Stack:
+    """Reproject each chunk's source window onto the target grid, then mask with the geometry there."""
+    arrays, stats = read_plan(plan, settings)
+    headers = {(ri, bi): asset_of(row, band)[1] for ri, row in enumerate(rows) for bi, band in enumerate(bands)}
+    fills = {key: (h.nodata if h.nodata is not None else 0) for key, h in headers.items()}
+    dtype = np.result_type(*(h.image.dtype for h in headers.values()))
+    out = np.empty((len(rows), len(bands), grid.height, grid.width), dtype=dtype)
+    for key, fill in fills.items():
+        out[key] = fill  # records whose raster misses the target grid stay fill
+    for chunk, arr in zip(plan.chunks, arrays):
+        out[chunk.key] = reproject_array(
+            arr, src_transform=chunk.transform, src_crs=chunk.crs, dst_transform=grid.transform, dst_crs=grid.crs,
+            dst_shape=(grid.height, grid.width), resampling=options.resampling,
+            src_nodata=headers[chunk.key].nodata, dst_nodata=fills[chunk.key])
+    outside = ~rasterize_mask(grid.geometry, grid.transform, grid.height, grid.width, options.all_touched)
+    for key, fill in fills.items():
+        out[key][outside] = fill
+    epsg = grid.crs.to_epsg()
+    return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), grid.transform,
+                 f"EPSG:{epsg}" if epsg else grid.crs.to_wkt(), next(iter(fills.values())), stats)
 
 
 def read_aoi_table(

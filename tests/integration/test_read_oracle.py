@@ -178,3 +178,53 @@ def test_get_xarray_has_cf_spatial_ref_and_the_numpy_pixels(s3_collection):
     a, _, c, _, e, f = transform
     assert ds["x"].values[0] == pytest.approx(c + 100 * a + a / 2)
     assert ds["y"].values[0] == pytest.approx(f + 50 * e + e / 2)
+
+
+def _warp_oracle(path, grid_ds, geom84, resampling, all_touched=False):
+    """rasterio.warp.reproject of the whole band onto the read's grid, masked with the geometry there."""
+    from rasterio.features import geometry_mask
+    from rasterio.warp import Resampling, reproject
+
+    a, b, c, d, e, f = (float(v) for v in grid_ds["spatial_ref"].attrs["GeoTransform"].split())
+    dst_transform = rasterio.Affine(b, c, a, e, f, d)
+    dst_crs = CRS.from_wkt(grid_ds["spatial_ref"].attrs["crs_wkt"])
+    shape = (grid_ds.sizes["y"], grid_ds.sizes["x"])
+    with rasterio.open(path) as src:
+        fill = src.nodata if src.nodata is not None else 0
+        out = np.full(shape, fill, dtype=src.dtypes[0])
+        reproject(rasterio.band(src, 1), out, dst_transform=dst_transform, dst_crs=dst_crs.to_wkt(),
+                  resampling=getattr(Resampling, resampling), src_nodata=src.nodata, dst_nodata=fill)
+    geom = _to_crs(geom84, "OGC:CRS84", dst_crs)
+    outside = geometry_mask([geom], out_shape=shape, transform=dst_transform, all_touched=all_touched)
+    out[outside] = fill
+    return out
+
+
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
+def test_two_zones_reprojected_onto_one_grid_match_gdal_warp(s3_collection, local_path_of, resampling):
+    aoi = shapely.box(11.93, 45.74, 11.99, 45.78)  # in both zones' scenes
+    ds = s3_collection.get_xarray(aoi, ["red", "swir16"], target_crs="EPSG:32633", resolution=20.0,
+                                  resampling=resampling)
+    assert ds.sizes["time"] == 6 and ds["red"].shape[1:] == ds["swir16"].shape[1:]
+    rows = sorted(s3_collection.subset(geometries=aoi).to_arrow().to_pylist(), key=lambda r: (r["datetime"], r["id"]))
+    assert {r["crs"] for r in rows} == {"EPSG:32632", "EPSG:32633"}
+    for ti, row in enumerate(rows):
+        for band in ("red", "swir16"):
+            want = _warp_oracle(local_path_of(row["assets"][band]["href"]), ds, aoi, resampling)
+            got = ds[band].values[ti]
+            if resampling == "nearest":
+                np.testing.assert_array_equal(got, want)
+            else:  # within one value step on smooth data
+                assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+            assert (got != 0).any()
+
+
+def test_same_crs_reprojection_at_a_coarser_aligned_grid_is_exact(s3_collection, local_path_of):
+    transform, _ = _scene_grid(s3_collection)
+    geom = _to_crs(_pixel_box(transform, *CASES["across tile boundaries"]), ZONE32, "OGC:CRS84")
+    ds = s3_collection.get_xarray(geom, ["red"], target_crs="EPSG:32632", resolution=30.0)
+    assert float(ds["spatial_ref"].attrs["GeoTransform"].split()[1]) == 30.0
+    rows = sorted(s3_collection.subset(geometries=geom).to_arrow().to_pylist(), key=lambda r: (r["datetime"], r["id"]))
+    for ti, row in enumerate(rows):
+        np.testing.assert_array_equal(ds["red"].values[ti],
+                                      _warp_oracle(local_path_of(row["assets"]["red"]["href"]), ds, geom, "nearest"))
