@@ -7,6 +7,7 @@ plan time whether an image can be decoded at all.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import imagecodecs
@@ -35,6 +36,7 @@ _IMAGE_CODECS = {  # these return pixels
     50002: "JPEGXL",  # GDAL's code
 }
 _BITS = (8, 16, 32, 64)
+_NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
 
 
 def check_supported(image: ImageInfo, *, uri: str) -> None:
@@ -112,7 +114,7 @@ def decode_tile(data: bytes, image: ImageInfo, *, byte_order: str, uri: str, til
     shape = (image.tile_height, image.tile_width, samples)
     try:
         if image.compression in _IMAGE_CODECS:
-            decoded = _IMAGE_DECODERS[image.compression](data, image, samples)
+            decoded = _IMAGE_DECODERS[image.compression](data, image, samples, byte_order)
         elif image.compression == 1:
             decoded = data
         else:
@@ -166,7 +168,7 @@ def _unpack(buffer: bytes, image: ImageInfo, shape: tuple[int, int, int], byte_o
     return pixels
 
 
-def _decode_jpeg(data: bytes, image: ImageInfo, samples: int) -> np.ndarray:
+def _decode_jpeg(data: bytes, image: ImageInfo, samples: int, byte_order: str) -> np.ndarray:
     # libtiff writes RGB JPEG without a JFIF marker, so say it is RGB; YCbCr converts to RGB.
     colorspace = "RGB" if image.photometric == 2 and samples == 3 else None
     outcolorspace = "RGB" if image.photometric in (2, 6) and samples == 3 else None
@@ -175,15 +177,41 @@ def _decode_jpeg(data: bytes, image: ImageInfo, samples: int) -> np.ndarray:
     )
 
 
-def _decode_webp(data: bytes, image: ImageInfo, samples: int) -> np.ndarray:
+def _decode_webp(data: bytes, image: ImageInfo, samples: int, byte_order: str) -> np.ndarray:
     # GDAL may drop an all-opaque alpha channel from a WebP tile; ask for it back.
     return imagecodecs.webp_decode(data, hasalpha=samples == 4 or None)
 
 
-_IMAGE_DECODERS: dict[int, Callable[[bytes, ImageInfo, int], np.ndarray]] = {
+def _decode_lerc(data: bytes, image: ImageInfo, samples: int, byte_order: str) -> np.ndarray:
+    """Decode a LERC (or LERC_DEFLATE / LERC_ZSTD) tile as libtiff does.
+
+    libtiff stores float NaNs as LERC masks: one mask for the tile (or one per
+    sample, the samples then being LERC bands), decoded back to NaN. An 8-bit
+    alpha sample holding only 0 and 255 is stored as the mask too. LERC encodes
+    the samples libtiff hands it, which for big-endian files are already byte
+    swapped: swap them back after decoding, as libtiff does.
+    """
+    pixels, masks = imagecodecs.lerc_decode(data, masks=True)
+    if image.sample_format == 3 and masks is not None:
+        pixels = pixels.copy()
+        pixels[~masks] = np.nan  # one mask for all samples of a pixel, or one per sample
+        if masks.ndim == 3:  # one LERC band per sample: [sample, row, col]
+            pixels = pixels.transpose(1, 2, 0)
+    elif pixels.dtype == np.uint8 and samples > 1 and image.planar_config == 1:
+        rows, cols = pixels.shape[:2]
+        depth = 1 if pixels.ndim == 2 else pixels.shape[2]
+        if depth == samples - 1:  # the alpha sample was stored as the mask (none: all opaque)
+            alpha = np.full((rows, cols, 1), 255, np.uint8) if masks is None else masks[..., np.newaxis] * np.uint8(255)
+            pixels = np.concatenate([pixels.reshape(rows, cols, depth), alpha], axis=2)
+    if byte_order != _NATIVE_ORDER and pixels.dtype.itemsize > 1:
+        pixels = pixels.byteswap()
+    return pixels
+
+
+_IMAGE_DECODERS: dict[int, Callable[[bytes, ImageInfo, int, str], np.ndarray]] = {
     7: _decode_jpeg,
-    34712: lambda data, image, samples: imagecodecs.jpeg2k_decode(data),
-    34887: lambda data, image, samples: imagecodecs.lerc_decode(data),
+    34712: lambda data, image, samples, byte_order: imagecodecs.jpeg2k_decode(data),
+    34887: _decode_lerc,
     50001: _decode_webp,
-    50002: lambda data, image, samples: imagecodecs.jpegxl_decode(data),
+    50002: lambda data, image, samples, byte_order: imagecodecs.jpegxl_decode(data),
 }
