@@ -45,8 +45,9 @@ def _list(offsets: np.ndarray, values: pa.Array) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
 
 
-def _asset(band: str, size: int, rows: slice, ids: np.ndarray, epsg: np.ndarray, origin: np.ndarray,
+def _asset(band: str, size: int, ids: np.ndarray, epsg: np.ndarray, origin: np.ndarray,
            rng: np.random.Generator) -> pa.StructArray:
+    """One band's assets: href, media type, roles and a generated header per record."""
     n = len(ids)
     sizes = _ifd_sizes(size)
     counts_per_ifd = [math.ceil(s / TILE) ** 2 for s in sizes]
@@ -139,7 +140,7 @@ def synthetic_batches(n: int = 100_000, *, tiles: int = 1000, batch: int = 10_00
             "split": pa.nulls(len(idx), pa.string()),
             "properties": pa.array(np.full(len(idx), "{}")),
         }
-        asset_arrays = [_asset(b, s, slice(None), ids, epsg, origin, rng) for b, s in BANDS.items()]
+        asset_arrays = [_asset(b, s, ids, epsg, origin, rng) for b, s in BANDS.items()]
         columns["assets"] = pa.StructArray.from_arrays(asset_arrays, fields=list(schema.field("assets").type))
         yield pa.Table.from_pydict(columns, schema=schema)
 

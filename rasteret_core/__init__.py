@@ -5,12 +5,15 @@ header parsed once; reads plan byte ranges from it and fetch only the tiles a
 request touches. This package is the library; it never imports Prefect.
 """
 
-from ._collection import Collection, build_from_stac, load, read_geometry_table
+from ._catalog import CatalogEntry, build, catalog, register
+from ._collection import Collection, load, read_geometry_table
 from ._enrich import EnrichResult, HeaderFailure, enrich_records
 from ._fetch import execute_plan, fetch_headers
+from ._freshness import StaleAsset, check_fresh, expected_objects
 from ._header import ImageInfo, TiffHeader
 from ._planner import ReadPlan, plan_read
-from ._stac import records_from_items, search_items
+from ._sources import build_from_stac, build_from_table, records_from_table
+from ._stac import StacSearch, records_from_items, search, search_items
 from ._store import ByteStore, IOStats, Stores
 from ._tiff import parse_header
 from .errors import (
@@ -27,6 +30,7 @@ from .errors import (
     RasteretError,
     SchemaError,
     SourceError,
+    StaleAssetError,
     TiffFormatError,
     UnsupportedTiffError,
 )
@@ -35,9 +39,20 @@ from .settings import Settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "CatalogEntry",
     "Collection",
+    "StacSearch",
+    "StaleAsset",
+    "build",
     "build_from_stac",
+    "build_from_table",
+    "catalog",
+    "check_fresh",
+    "expected_objects",
     "load",
+    "records_from_table",
+    "register",
+    "search",
     "read_geometry_table",
     "EnrichResult",
     "HeaderFailure",
@@ -70,5 +85,6 @@ __all__ = [
     "CollectionError",
     "SchemaError",
     "SourceError",
+    "StaleAssetError",
     "__version__",
 ]

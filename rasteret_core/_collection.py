@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Sequence
 from datetime import datetime as _dt
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,7 @@ from ._enrich import enrich_records
 from ._geometry import CRS84, GeometryLike, geometry_table_crs, reproject, to_crs, to_geometry
 from ._read import (
     ReadOptions,
+    Resampling,
     Stack,
     check_bands,
     footprints_meet,
@@ -27,62 +29,75 @@ from ._read import (
     read_stack,
     stack_to_xarray,
 )
-from ._schema import CORE_FIELDS
-from ._stac import records_from_items, search_items
+from ._schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
 from ._store import IOStats
-from .errors import CollectionError, GridMismatchError, SchemaError
+from .errors import CollectionError, SchemaError
 from .settings import Settings
 
-__all__ = ["Collection", "load", "build_from_stac", "GEO_METADATA"]
+if TYPE_CHECKING:
+    from ._freshness import StaleAsset
+
+__all__ = ["Collection", "load", "GEO_METADATA"]
 
 log = logging.getLogger(__name__)
-
-GEO_METADATA = {
-    "version": "1.1.0",
-    "primary_column": "geometry",
-    "columns": {
-        "geometry": {
-            "encoding": "WKB",
-            "geometry_types": [],
-            "covering": {
-                "bbox": {"xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"], "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"]}
-            },
-        }
-    },
-}
-"""GeoParquet 1.1 metadata of a collection table: WKB footprints in OGC:CRS84 (no ``crs`` key)."""
 
 
 class Collection:
     """A view of a collection version: a table of records; reads plan against it.
 
-    Views are cheap; filtering returns a new view and reads nothing. Arrays are
-    ``[record, band, y, x]``; records are ordered by datetime, then id.
+    A collection loaded from Delta (:func:`load`) holds only its pinned version's
+    log until asked: ``len``, ``bands`` and ``schema`` read nothing more;
+    ``subset``/``where`` read just the files (and row groups) that may hold the
+    records they keep and return an in-memory view; ``to_arrow`` reads it whole.
+    Arrays are ``[record, band, y, x]``; records are ordered by datetime, then id.
     """
 
     def __init__(
-        self, table: pa.Table, *, uri: str | None = None, version: int | None = None, settings: Settings | None = None
+        self,
+        table: pa.Table | None = None,
+        *,
+        uri: str | None = None,
+        version: int | None = None,
+        settings: Settings | None = None,
+        snapshot: _delta.Snapshot | None = None,
     ) -> None:
-        missing = [f.name for f in CORE_FIELDS if f.name not in table.schema.names] + (
-            [] if "assets" in table.schema.names else ["assets"]
-        )
+        """Wrap a table of records, or (``snapshot``) a pinned Delta version read only when needed."""
+        if (table is None) == (snapshot is None):
+            raise CollectionError("a Collection wraps either a table or a Delta snapshot; pass exactly one")
+        schema = table.schema if table is not None else snapshot.schema  # type: ignore[union-attr]
+        missing = missing_columns(schema)
         if missing:
             raise SchemaError(f"not a collection table: columns {missing} are missing")
-        meta = dict(table.schema.metadata or {})
-        meta[b"geo"] = json.dumps(GEO_METADATA).encode()
-        self._table = table.replace_schema_metadata(meta)
-        self.uri = uri
-        self.version = version
+        self._data = _with_geo(table) if table is not None else None
+        self._snapshot = snapshot
+        self.uri = snapshot.uri if snapshot is not None else uri
+        self.version = snapshot.version if snapshot is not None else version
         self.settings = settings or Settings.from_env()
+
+    @property
+    def _table(self) -> pa.Table:
+        """The records; a collection loaded from Delta reads its version whole on first use."""
+        if self._data is None:
+            self._data = _with_geo(self._snapshot.read())  # type: ignore[union-attr]
+        return self._data
+
+    @property
+    def _lazy(self) -> bool:
+        return self._data is None
 
     # ------------------------------------------------------------------ inspect
     @property
+    def schema(self) -> pa.Schema:
+        """The records' Arrow schema (read from the Delta log, without reading data)."""
+        return self._data.schema if self._data is not None else self._snapshot.schema  # type: ignore[union-attr]
+
+    @property
     def bands(self) -> list[str]:
         """Band names, in table order."""
-        return [f.name for f in self._table.schema.field("assets").type]
+        return [f.name for f in self.schema.field("assets").type]
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return self._data.num_rows if self._data is not None else self._snapshot.num_rows  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         where = f"{self.uri} v{self.version}" if self.uri else "in memory"
@@ -106,7 +121,13 @@ class Collection:
         return Collection(table, uri=self.uri, version=self.version, settings=self.settings)
 
     def where(self, expr: pc.Expression) -> Collection:
-        """Keep the records matching a ``pyarrow.compute`` expression."""
+        """Keep the records matching a ``pyarrow.compute`` expression.
+
+        On a collection loaded from Delta only the files whose statistics may match
+        are read (for conditions on top-level columns).
+        """
+        if self._lazy:
+            return self._view(self._snapshot.read(where=expr))  # type: ignore[union-attr]
         return self._view(self._table.filter(expr))
 
     def subset(
@@ -122,6 +143,10 @@ class Collection:
     ) -> Collection:
         """Keep the records meeting every given condition.
 
+        On a collection loaded from Delta this reads only the files (and row groups)
+        whose statistics may hold matching records: the time range and the bbox of
+        the shapes prune through the Delta log; the result is held in memory.
+
         Args:
             bbox: ``(minx, miny, maxx, maxy)`` in OGC:CRS84; footprints must intersect it.
             datetime: ``"2024-01-01/2024-02-01"`` (open ends as ``..``) or a ``(start, end)``
@@ -131,20 +156,15 @@ class Collection:
             split: one split label or several.
             ids: record ids.
         """
-        t = self._table
+        conditions: list[pc.Expression] = []
         if ids is not None:
-            t = t.filter(pc.is_in(t["id"], value_set=pa.array(list(ids), pa.string())))
+            conditions.append(pc.field("id").isin(pa.array(list(ids), pa.string())))
         if split is not None:
             labels = [split] if isinstance(split, str) else list(split)
-            t = t.filter(pc.is_in(t["split"], value_set=pa.array(labels, pa.string())))
+            conditions.append(pc.field("split").isin(pa.array(labels, pa.string())))
         if cloud_cover_lt is not None:
-            t = t.filter(pc.less(t["eo:cloud_cover"], cloud_cover_lt))
-        if datetime is not None:
-            start, end = _time_range(datetime)
-            if start is not None:
-                t = t.filter(pc.greater_equal(t["datetime"], pa.scalar(start, pa.timestamp("us", tz="UTC"))))
-            if end is not None:
-                t = t.filter(pc.less_equal(t["datetime"], pa.scalar(end, pa.timestamp("us", tz="UTC"))))
+            conditions.append(pc.field("eo:cloud_cover") < cloud_cover_lt)
+        start, end = _time_range(datetime) if datetime is not None else (None, None)
         shapes: list[shapely.Geometry] = []
         if bbox is not None:
             shapes.append(to_geometry(tuple(bbox)))
@@ -152,6 +172,19 @@ class Collection:
             many = geometries if isinstance(geometries, (list, tuple)) and not _is_bbox(geometries) else [geometries]
             crs = to_crs(geometry_crs)
             shapes.append(shapely.union_all([reproject(to_geometry(g), crs, CRS84) for g in many]))
+        if self._lazy:
+            # a footprint meets every shape, so its bbox overlaps the smallest shape's bounds
+            envelope = min((s.bounds for s in shapes), key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if shapes else None
+            t = _with_geo(self._snapshot.read(  # type: ignore[union-attr]
+                bbox=envelope, start=start, end=end, where=_all_of(conditions)))
+        else:
+            t = self._table
+            if start is not None:
+                conditions.append(pc.field("datetime") >= pa.scalar(start, pa.timestamp("us", tz="UTC")))
+            if end is not None:
+                conditions.append(pc.field("datetime") <= pa.scalar(end, pa.timestamp("us", tz="UTC")))
+            if conditions:
+                t = t.filter(_all_of(conditions))
         for shape in shapes:
             t = t.filter(pa.array(footprints_meet(t, shape)))
         return self._view(t)
@@ -163,7 +196,7 @@ class Collection:
         """What reading ``geometry`` would cost, before any I/O: records, tiles, requests, bytes."""
         band_list = check_bands(self.bands, bands)
         options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
-        plan, rows = plan_stack(self._table, geometry, band_list, settings=self.settings,
+        plan, rows, _ = plan_stack(self._table, geometry, band_list, settings=self.settings,
                                 geometry_crs=geometry_crs, options=options)
         return {"records": len(rows), **plan.summary()}
 
@@ -177,6 +210,7 @@ class Collection:
         overview: int | None = None,
         resolution: float | None = None,
         target_crs: Any | None = None,
+        resampling: Resampling = "nearest",
     ) -> np.ndarray:
         """Read the pixels of ``bands`` within ``geometry`` from every record it meets.
 
@@ -186,13 +220,18 @@ class Collection:
         asset's nodata, else 0. With ``overview=k`` (or a ``resolution=`` that picks it)
         ``src`` is the file's k-th overview (``rasterio.open(path, overview_level=k)``).
 
+        With ``target_crs`` every record and band is reprojected (``resampling``, as
+        ``rasterio.warp.reproject`` does) onto one north-up grid covering the geometry,
+        aligned to multiples of ``resolution`` (target CRS units; default: the first
+        record's resolution carried over), then masked with the geometry on that grid.
+
         Raises:
             NoRecordsError: no record's footprint meets the geometry.
             BandError: a band is unknown or lacks header metadata.
             GridMismatchError: the records (or bands) lie on different pixel grids.
         """
         return self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
-                           resolution=resolution, target_crs=target_crs).data
+                           resolution=resolution, target_crs=target_crs, resampling=resampling).data
 
     def get_xarray(
         self,
@@ -204,6 +243,7 @@ class Collection:
         overview: int | None = None,
         resolution: float | None = None,
         target_crs: Any | None = None,
+        resampling: Resampling = "nearest",
     ) -> Any:
         """:meth:`get_numpy` as an ``xarray.Dataset`` (needs ``rasteret[xarray]``).
 
@@ -211,7 +251,7 @@ class Collection:
         coordinates, record ids on ``id``, and a CF ``spatial_ref`` grid mapping.
         """
         stack = self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
-                            resolution=resolution, target_crs=target_crs)
+                            resolution=resolution, target_crs=target_crs, resampling=resampling)
         return stack_to_xarray(stack)
 
     def get_table(
@@ -238,6 +278,23 @@ class Collection:
         return read_aoi_table(self._table, table, crs, band_list, settings=self.settings,
                               geometry_column=geometry_column, options=options)
 
+    def sample_points(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
+                      geometry_column: str = "geometry", match: str = "all") -> pa.Table:
+        """Sample ``bands`` at every point; one row per point x record x band (see ``_points.sample_table``).
+
+        ``points``: anything :func:`read_geometry_table` accepts, Point geometries only. The
+        output keeps every point column and adds ``record_id``, ``datetime``, ``band`` and
+        ``value`` (the pixel containing the point, as ``rasterio``'s ``sample`` reads it).
+        ``match``: ``"all"`` records covering a point, or only the ``"first"`` / ``"latest"``.
+        """
+        from ._points import sample_table
+
+        band_list = check_bands(self.bands, bands)
+        table, crs = read_geometry_table(points, geometry_column=geometry_column, geometry_crs=geometry_crs)
+        out, _ = sample_table(self._table, table, crs, band_list, settings=self.settings,
+                              geometry_column=geometry_column, match=match)  # type: ignore[arg-type]
+        return out
+
     def get_gdf(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                 geometry_column: str = "geometry", all_touched: bool = False, overview: int | None = None,
                 resolution: float | None = None) -> Any:
@@ -256,27 +313,183 @@ class Collection:
         return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
 
     def _stack(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None,
-               all_touched: bool, overview: int | None, resolution: float | None, target_crs: Any | None) -> Stack:
-        if target_crs is not None:
-            raise GridMismatchError(
-                "target_crs= (reprojection onto one grid) is not available yet; read each grid "
-                "separately with subset(), or use get_gdf()"
-            )
+               all_touched: bool, overview: int | None, resolution: float | None, target_crs: Any | None,
+               resampling: Resampling) -> Stack:
         band_list = check_bands(self.bands, bands)
-        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
+        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution,
+                              target_crs=to_crs(target_crs) if target_crs is not None else None,
+                              resampling=resampling)
         return read_stack(self._table, geometry, band_list, settings=self.settings, geometry_crs=geometry_crs,
                           options=options)
 
     # ------------------------------------------------------------------ lifecycle
-    def enrich(self, *, refresh: bool = False) -> Collection:
-        """Parse headers for rows that lack them (all rows with ``refresh``); commit a new version."""
-        result = enrich_records(self._table, settings=self.settings, refresh=refresh)
+    def enrich(self, *, refresh: bool | Literal["stale"] = False) -> Collection:
+        """Parse the COG headers this view's rows lack; commit the rows that changed as a new version.
+
+        Args:
+            refresh: ``False`` parses only missing headers; ``"stale"`` also re-parses
+                the assets whose object changed since enrichment (one HEAD per
+                object finds them, see :func:`~rasteret_core._freshness.find_stale`);
+                ``True`` re-parses every header.
+
+        Only rows whose headers changed are merged (on id); when none did, nothing
+        is committed and this collection is returned as it is.
+
+        Raises:
+            CollectionError: a header could not be parsed (nothing is committed).
+        """
+        table = self._table
+        if refresh == "stale":
+            from ._freshness import stale_assets
+
+            stale = {(a.record_id, a.band) for a in stale_assets(table, settings=self.settings)}
+            table = _without_headers(table, stale)
+        todo = table if refresh is True else table.filter(_lacks_a_header(table))
+        result = enrich_records(todo, settings=self.settings, refresh=refresh is True)
         _raise_failures(result.failures)
+        changed = result.table.filter(pc.not_equal(_header_facts(result.table), _header_facts(todo)))
+        if changed.num_rows == 0:
+            return self
         if self.uri is None:
-            return self._view(result.table)
-        version, _ = _delta.merge_table(result.table, self.uri, settings=self.settings, operation="enrich",
-                                        metadata={"headers_parsed": result.parsed})
+            ids = pc.is_in(table["id"], value_set=changed["id"])
+            return self._view(pa.concat_tables([table.filter(pc.invert(ids)), changed.select(table.schema.names)]))
+        version, counts = _delta.merge_table(
+            changed, self.uri, settings=self.settings, operation="enrich",
+            metadata={"refresh": refresh, "records": changed.num_rows, "headers_parsed": result.parsed},
+        )
+        log.info("%s: enrich committed version %d (%s)", self.uri, version, counts)
         return load(self.uri, version=version, settings=self.settings)
+
+    def stale_assets(self, *, bands: Sequence[str] | None = None) -> list[StaleAsset]:
+        """The enriched assets whose object changed since enrichment (one HEAD per object).
+
+        ``enrich(refresh="stale")`` re-parses exactly these.
+        """
+        from ._freshness import stale_assets
+
+        return stale_assets(self._table, settings=self.settings, bands=bands)
+
+    def export(self, path: str | os.PathLike[str]) -> str:
+        """Write this view to a GeoParquet file (stac-geoparquet conventions) to share; return its path.
+
+        The file carries GeoParquet 1.1 ``geo`` metadata (WKB footprints in
+        OGC:CRS84 with the ``bbox`` covering, geometry types and extent), so
+        GeoPandas, DuckDB and Polars read it with geometry and CRS; ``load(path)`` or
+        ``build_from_table(path)`` makes a collection of it again, headers included.
+        ``path`` is a local path or an ``s3://`` URI.
+        """
+        import pyarrow.parquet as pq
+
+        table = self._table
+        table = without_internal(table)
+        meta = {**(table.schema.metadata or {}), b"geo": json.dumps(geo_metadata(table)).encode()}
+        target = str(path)
+        filesystem, where = _filesystem(target, self.settings)
+        try:
+            pq.write_table(table.replace_schema_metadata(meta), where, filesystem=filesystem, compression="zstd",
+                           row_group_size=_delta.ROW_GROUP_ROWS * 8)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CollectionError(f"cannot write {target}: {exc}") from exc
+        log.info("exported %d records to %s", table.num_rows, target)
+        return target
+
+    def optimize(self, *, recluster: bool = False, target_size: int | None = None) -> Collection:
+        """Compact the table's small files (``recluster``: rewrite it in cluster order); a new version.
+
+        Run it now and then on a collection built by many small ingestions;
+        earlier versions stay loadable until vacuumed. See
+        :func:`~rasteret_core._delta.optimize_table` for when to recluster.
+        """
+        uri = self._require_uri("optimize")
+        version, _ = _delta.optimize_table(uri, settings=self.settings, recluster=recluster, target_size=target_size)
+        return load(uri, version=version, settings=self.settings)
+
+    def vacuum(self, *, retention_hours: float | None = None, dry_run: bool = True,
+               enforce_retention_duration: bool = True) -> list[str]:
+        """List (``dry_run``, the default) or delete data files no version within the retention uses.
+
+        Versions older than ``retention_hours`` (default: the table's, one week) can
+        no longer be loaded afterwards. Returns the files removed, or that would be.
+        """
+        uri = self._require_uri("vacuum")
+        return _delta.vacuum_table(uri, settings=self.settings, retention_hours=retention_hours, dry_run=dry_run,
+                                   enforce_retention_duration=enforce_retention_duration)
+
+    def _require_uri(self, what: str) -> str:
+        if self.uri is None:
+            raise CollectionError(f"an in-memory collection cannot {what}; build it into a URI first")
+        return self.uri
+
+
+def _with_geo(table: pa.Table) -> pa.Table:
+    meta = dict(table.schema.metadata or {})
+    meta[b"geo"] = json.dumps(GEO_METADATA).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def _all_of(conditions: Sequence[pc.Expression]) -> pc.Expression | None:
+    out = None
+    for condition in conditions:
+        out = condition if out is None else out & condition
+    return out
+
+
+def _filesystem(target: str, settings: Settings) -> tuple[Any, str]:
+    """A pyarrow filesystem and path for a local path or an ``s3://`` URI (credentials from settings)."""
+    if not target.startswith("s3://"):
+        return None, target
+    from pyarrow import fs
+
+    endpoint = settings.aws_endpoint_url
+    s3 = fs.S3FileSystem(
+        access_key=settings.aws_access_key_id, secret_key=settings.aws_secret_access_key,
+        session_token=settings.aws_session_token, region=settings.aws_region or "us-east-1",
+        endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
+        scheme=endpoint.split("://", 1)[0] if endpoint else "https",
+        anonymous=settings.aws_no_sign_request,
+    )
+    return s3, target.removeprefix("s3://")
+
+
+def _headers(table: pa.Table) -> list[pa.ChunkedArray]:
+    """Each band's header column (null where the asset or its header is)."""
+    return [pc.struct_field(pc.struct_field(table["assets"], [i]), "header")
+            for i in range(table.schema.field("assets").type.num_fields)]
+
+
+def _header_facts(table: pa.Table) -> pa.ChunkedArray:
+    """Per row, every band's header presence, ETag, size and last-modified time, as one string."""
+    parts = []
+    for header in _headers(table):
+        parts.append(pc.if_else(header.is_valid(), "h", "-"))
+        parts += [pc.cast(pc.struct_field(header, name), pa.string()).fill_null("-")
+                  for name in ("etag", "size", "last_modified")]
+    return pc.binary_join_element_wise(*parts, "|")
+
+
+def _lacks_a_header(table: pa.Table) -> pa.ChunkedArray:
+    """Per row, whether an asset of it has no header."""
+    lacking = None
+    for i, header in enumerate(_headers(table)):
+        asset = pc.struct_field(table["assets"], [i])
+        missing = pc.and_(asset.is_valid(), pc.invert(header.is_valid()))
+        lacking = missing if lacking is None else pc.or_(lacking, missing)
+    return lacking
+
+
+def _without_headers(table: pa.Table, assets: set[tuple[str, str]]) -> pa.Table:
+    """``table`` with the headers of the given (record id, band) assets set to null."""
+    if not assets:
+        return table
+    rows = set(rid for rid, _ in assets)
+    hit = pc.is_in(table["id"], value_set=pa.array(sorted(rows), pa.string()))
+    changed = table.filter(hit).to_pylist()
+    for row in changed:
+        for band, asset in (row["assets"] or {}).items():
+            if asset is not None and (row["id"], band) in assets:
+                asset["header"] = None
+    return pa.concat_tables([table.filter(pc.invert(hit)),
+                             pa.Table.from_pylist(changed, schema=table.schema)])
 
 
 def _is_bbox(value: Any) -> bool:
@@ -369,45 +582,26 @@ def read_geometry_table(
     return table, crs
 
 
-def load(uri: str, *, version: int | None = None, as_of: _dt | str | None = None,
+def load(uri: str | os.PathLike[str], *, version: int | None = None, as_of: _dt | str | None = None,
          settings: Settings | None = None) -> Collection:
-    """Load a collection: the latest version, a ``version``, or the one current at ``as_of``."""
-    settings = settings or Settings.from_env()
-    table, found = _delta.read_table(uri, settings=settings, version=version, as_of=as_of)
-    return Collection(table, uri=uri, version=found, settings=settings)
+    """Load a collection: the latest version, a ``version``, or the one current at ``as_of`` (time travel).
 
+    Only the Delta log is read; records are read when needed, and ``subset`` /
+    ``where`` read just the files that may hold the records they keep. ``as_of`` is
+    a datetime (naive means UTC) or an ISO 8601 string: the version is the last one
+    committed at or before it. A GeoParquet file (an ``export``) loads too, in
+    memory, without versions.
 
-def build_from_stac(
-    *,
-    stac_api: str,
-    collection: str,
-    uri: str,
-    bbox: Sequence[float] | None = None,
-    datetime: str | None = None,
-    intersects: Mapping[str, Any] | None = None,
-    query: Mapping[str, Any] | None = None,
-    bands: Mapping[str, str] | None = None,
-    max_items: int | None = None,
-    enrich: bool = True,
-    settings: Settings | None = None,
-) -> Collection:
-    """Search a STAC API, normalise the items, parse their COG headers, commit to Delta at ``uri``.
-
-    Re-running with the same search merges on record id: changed items update
-    their rows, nothing is duplicated.
+    Raises:
+        CollectionError: no collection at ``uri``, or no such version.
     """
     settings = settings or Settings.from_env()
-    items = search_items(stac_api, collections=collection, bbox=bbox, datetime=datetime,
-                         intersects=intersects, query=query, max_items=max_items)
-    table = records_from_items(items, bands=bands)
-    parsed = 0
-    if enrich:
-        result = enrich_records(table, settings=settings)
-        _raise_failures(result.failures)
-        table, parsed = result.table, result.parsed
-    version, counts = _delta.merge_table(
-        table, uri, settings=settings, operation="build_from_stac",
-        metadata={"source": stac_api, "collection": collection, "bbox": bbox, "datetime": datetime,
-                  "items": len(items), "headers_parsed": parsed},
-    )
-    return load(uri, version=version, settings=settings)
+    target = str(uri)
+    if target.endswith(".parquet") or os.path.isfile(target):
+        if version is not None or as_of is not None:
+            raise CollectionError(f"{target} is a Parquet file, not a Delta table: it has no versions")
+        from ._sources import records_from_table
+
+        return Collection(records_from_table(target), settings=settings)
+    snapshot = _delta.open_snapshot(target, settings=settings, version=version, as_of=as_of)
+    return Collection(snapshot=snapshot, settings=settings)

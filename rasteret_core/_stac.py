@@ -1,81 +1,199 @@
 """STAC items in, collection records out.
 
-:func:`search_items` asks a STAC API (pystac-client, paged); :func:`records_from_items`
+:func:`search` asks a STAC API (pystac-client, every page); :func:`records_from_items`
 normalises items to collection rows (see `_schema`): footprint to WKB, native CRS
 from the projection extension (``proj:code``, ``proj:epsg``, ``proj:wkt2``,
-``proj:projjson``, on the item or its assets), COG assets picked by media type and
-role, or by an explicit band map.
+``proj:projjson``, on the first band's asset or the item), COG assets picked by
+media type and role, or by an explicit band map, hrefs rewritten by prefix.
+
+A ``query`` (the STAC query extension) goes to the server when it conforms to
+the extension; otherwise (``rustac serve``, for one) the search runs without it
+and the query is applied to the returned items here, and the result says so.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
+from ._geometry import to_geometry
 from ._schema import collection_schema
-from .errors import SourceError
+from .errors import GeometryError, SourceError
 
-__all__ = ["search_items", "records_from_items", "cog_asset_keys"]
+__all__ = [
+    "StacSearch",
+    "cog_asset_keys",
+    "matches_query",
+    "native_crs",
+    "records_from_items",
+    "rewrite_href",
+    "search",
+    "search_items",
+]
 
 log = logging.getLogger(__name__)
 
-_COG_TYPES = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
+_COG_TYPES = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff", "application/geotiff")
+_TIFF_SUFFIX = re.compile(r"\.tiff?$", re.IGNORECASE)
+_NOT_DATA_ROLES = {"visual", "overview", "thumbnail"}
 _CORE_PROPS = {"datetime", "eo:cloud_cover", "proj:epsg", "proj:code", "proj:wkt2", "proj:projjson"}
+_QUERY_CONFORMANCE = re.compile(r"/item-search#query$")
 
 
-def search_items(
+@dataclass(frozen=True, slots=True)
+class StacSearch:
+    """The items of a search and how its ``query`` was applied.
+
+    Attributes:
+        items: The matching items, as dicts, in the server's order.
+        query_applied: ``"server"``, ``"client"`` (the server does not conform to the
+            query extension, so the items were filtered here) or None (no query).
+        matched: Items the server returned (before a client-side query).
+    """
+
+    items: list[dict[str, Any]]
+    query_applied: Literal["server", "client"] | None
+    matched: int
+
+
+def search(
     stac_api: str,
     *,
     collections: str | Sequence[str] | None = None,
     bbox: Sequence[float] | None = None,
     datetime: str | None = None,
-    intersects: Mapping[str, Any] | None = None,
+    intersects: Any | None = None,
     query: Mapping[str, Any] | None = None,
     max_items: int | None = None,
     page_size: int = 100,
-) -> list[dict[str, Any]]:
-    """Search a STAC API and return the matching items as dicts (all pages)."""
-    from pystac_client import Client
+) -> StacSearch:
+    """Search a STAC API, following every page; apply ``query`` here if the server cannot.
+
+    Args:
+        stac_api: API root URL.
+        collections: Collection id(s).
+        bbox: ``(minx, miny, maxx, maxy)`` in lon/lat.
+        datetime: ``"START/END"`` (ISO 8601, ``..`` for an open end) or one instant.
+        intersects: A GeoJSON geometry (or anything :func:`to_geometry` reads) in lon/lat.
+        query: STAC query extension, ``{"eo:cloud_cover": {"lt": 20}}``.
+        max_items: Stop after this many items (counted after a client-side query).
+        page_size: Items per page requested.
+
+    Raises:
+        SourceError: the API failed or answered something unusable.
+    """
+    from pystac_client import Client, ConformanceClasses
     from pystac_client.exceptions import APIError
 
+    if intersects is not None and not isinstance(intersects, Mapping):
+        try:
+            intersects = shapely.geometry.mapping(to_geometry(intersects))
+        except GeometryError as exc:
+            raise SourceError(f"intersects= is not a geometry: {exc}") from exc
     try:
         client = Client.open(stac_api)
-        search = client.search(
+        server_query = bool(query) and client.conforms_to(ConformanceClasses.QUERY)
+        found = client.search(
             collections=[collections] if isinstance(collections, str) else collections,
             bbox=bbox,
             datetime=datetime,
             intersects=intersects,
-            query=dict(query) if query else None,
-            max_items=max_items,
+            query=dict(query) if server_query and query else None,
+            max_items=None if query and not server_query else max_items,
             limit=page_size,
         )
-        items = list(search.items_as_dicts())
+        items = list(found.items_as_dicts())
     except (APIError, OSError, ValueError) as exc:
         raise SourceError(f"STAC search at {stac_api} failed: {exc}") from exc
+    matched = len(items)
+    applied: Literal["server", "client"] | None = None
+    if query:
+        applied = "server" if server_query else "client"
+        if not server_query:
+            items = [item for item in items if matches_query(item, query)]
+            if max_items is not None:
+                items = items[:max_items]
+            log.info("%s does not conform to the STAC query extension: query applied to the %d returned item(s) "
+                     "here, %d kept", stac_api, matched, len(items))
     log.info("STAC search at %s returned %d items", stac_api, len(items))
-    return items
+    return StacSearch(items=items, query_applied=applied, matched=matched)
+
+
+def search_items(stac_api: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Search a STAC API and return the matching items as dicts (see :func:`search` for the options)."""
+    return search(stac_api, **kwargs).items
+
+
+_OPERATORS: dict[str, Any] = {
+    "eq": lambda v, x: v == x,
+    "neq": lambda v, x: v != x,
+    "lt": lambda v, x: v is not None and v < x,
+    "lte": lambda v, x: v is not None and v <= x,
+    "gt": lambda v, x: v is not None and v > x,
+    "gte": lambda v, x: v is not None and v >= x,
+    "startsWith": lambda v, x: isinstance(v, str) and v.startswith(x),
+    "endsWith": lambda v, x: isinstance(v, str) and v.endswith(x),
+    "contains": lambda v, x: isinstance(v, str) and x in v,
+    "in": lambda v, x: v in x,
+}
+
+
+def matches_query(item: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
+    """Whether an item meets a STAC query-extension ``query`` (every property, every operator).
+
+    Raises:
+        SourceError: an operator is not one of the extension's.
+    """
+    props = item.get("properties", {})
+    for name, ops in query.items():
+        value = props.get(name, item.get(name))
+        for op, operand in (ops.items() if isinstance(ops, Mapping) else [("eq", ops)]):
+            if op not in _OPERATORS:
+                raise SourceError(f"query operator {op!r} (on {name}) is not one of {sorted(_OPERATORS)}")
+            try:
+                if not _OPERATORS[op](value, operand):
+                    return False
+            except TypeError:
+                return False
+    return True
 
 
 def cog_asset_keys(item: Mapping[str, Any]) -> list[str]:
-    """Asset keys of an item that are GeoTIFF data (media type GeoTIFF, role data or no role)."""
+    """Asset keys of an item that are GeoTIFF data.
+
+    An asset counts when its media type is a GeoTIFF one (or, with no media type,
+    its href ends in ``.tif``/``.tiff``) and its roles include ``data`` or none of
+    ``visual``, ``overview``, ``thumbnail``.
+    """
     keys = []
     for key, asset in item.get("assets", {}).items():
-        media = str(asset.get("type", "")).lower()
-        roles = asset.get("roles") or ["data"]
-        if media.startswith(_COG_TYPES) and ("data" in roles or "visual" not in roles and "overview" not in roles and "thumbnail" not in roles):
+        media = str(asset.get("type") or "").lower()
+        tiff = media.startswith(_COG_TYPES) or (not media and bool(_TIFF_SUFFIX.search(str(asset.get("href", "")))))
+        roles = set(asset.get("roles") or ["data"])
+        if tiff and ("data" in roles or not roles & _NOT_DATA_ROLES):
             keys.append(key)
     return keys
 
 
-def _native_crs(item: Mapping[str, Any], asset: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
+def native_crs(item: Mapping[str, Any], asset: Mapping[str, Any] | None = None) -> tuple[str | None, int | None]:
+    """The native CRS of an item (its asset's first): ``("EPSG:<code>", code)``, ``(WKT or code, None)``, or Nones.
+
+    Reads ``proj:code``, ``proj:epsg``, ``proj:wkt2`` and ``proj:projjson`` (in that
+    order of preference), on the asset, then on the item's properties.
+
+    Raises:
+        SourceError: a ``proj:wkt2`` or ``proj:projjson`` value is not a CRS.
+    """
     for source in (asset or {}, item.get("properties", {})):
         code = source.get("proj:code")
         epsg = source.get("proj:epsg")
@@ -89,7 +207,7 @@ def _native_crs(item: Mapping[str, Any], asset: Mapping[str, Any] | None) -> tup
             value = source.get(key)
             if value:
                 try:
-                    crs = CRS.from_user_input(json.dumps(value) if isinstance(value, dict) else value)
+                    crs = CRS.from_user_input(json.dumps(value) if isinstance(value, Mapping) else value)
                 except CRSError as exc:
                     raise SourceError(f"item {item.get('id')}: {key} is not a CRS: {exc}") from exc
                 found = crs.to_epsg()
@@ -97,25 +215,47 @@ def _native_crs(item: Mapping[str, Any], asset: Mapping[str, Any] | None) -> tup
     return None, None
 
 
+def rewrite_href(href: str, rewrites: Mapping[str, str] | None) -> str:
+    """``href`` with its longest matching prefix replaced (``{"https://host/": "s3://bucket/"}``)."""
+    for prefix in sorted(rewrites or {}, key=len, reverse=True):
+        if href.startswith(prefix):
+            return rewrites[prefix] + href[len(prefix):]  # type: ignore[index]
+    return href
+
+
 def _parse_datetime(item: Mapping[str, Any]) -> datetime | None:
     props = item.get("properties", {})
     raw = props.get("datetime") or props.get("start_datetime")
     if raw is None:
         return None
-    try:
-        dt = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise SourceError(f"item {item.get('id')}: datetime {raw!r} is not ISO 8601") from exc
+    if isinstance(raw, datetime):
+        dt = raw
+    else:
+        try:
+            dt = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise SourceError(f"item {item.get('id')}: datetime {raw!r} is not ISO 8601") from exc
     return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def records_from_items(items: Sequence[Mapping[str, Any]], *, bands: Mapping[str, str] | None = None) -> pa.Table:
+def records_from_items(
+    items: Sequence[Mapping[str, Any]],
+    *,
+    bands: Mapping[str, str] | None = None,
+    href_rewrites: Mapping[str, str] | None = None,
+    extra: Sequence[pa.Field] = (),
+) -> pa.Table:
     """Normalise STAC items to a collection table (headers not yet parsed).
 
     Args:
-        items: STAC items as dicts.
-        bands: band name -> asset key. None takes every COG asset of the first
-            item, named by its asset key.
+        items: STAC items as dicts. ``geometry`` may be GeoJSON, WKB or shapely, in lon/lat.
+        bands: band name -> asset key. None takes every COG asset (:func:`cog_asset_keys`)
+            of the first item, named by its asset key.
+        href_rewrites: href prefix -> replacement, applied to every asset href.
+        extra: user columns, taken from each item's top-level key of the same name.
+
+    Raises:
+        SourceError: no items, no GeoTIFF asset, or an item that is not STAC.
     """
     if not items:
         raise SourceError("no items to build a collection from; widen the search (bbox, datetime, collection)")
@@ -126,33 +266,35 @@ def records_from_items(items: Sequence[Mapping[str, Any]], *, bands: Mapping[str
         )
     rows = []
     for item in items:
-        if "id" not in item or "geometry" not in item:
+        if not item.get("id") or item.get("geometry") is None:
             raise SourceError(f"not a STAC item (no id or geometry): {str(item)[:200]}")
         try:
-            geom = shapely.geometry.shape(item["geometry"])
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise SourceError(f"item {item['id']}: geometry is not GeoJSON: {exc}") from exc
+            geom = to_geometry(item["geometry"])
+        except GeometryError as exc:
+            raise SourceError(f"item {item['id']}: geometry: {exc}") from exc
         props = dict(item.get("properties", {}))
-        xmin, ymin, xmax, ymax = item.get("bbox") or geom.bounds
-        assets = {}
+        bbox = item.get("bbox")
+        xmin, ymin, xmax, ymax = (bbox[0], bbox[1], bbox[-3 if len(bbox) == 6 else 2], bbox[-2 if len(bbox) == 6 else 3]) \
+            if bbox is not None and len(bbox) in (4, 6) else geom.bounds
+        assets: dict[str, Any] = {}
         first_asset = None
         for band, key in band_map.items():
-            asset = item.get("assets", {}).get(key)
-            if asset is None:
+            asset = (item.get("assets") or {}).get(key)
+            if asset is None or not asset.get("href"):
                 assets[band] = None
                 continue
             first_asset = first_asset or asset
             assets[band] = {
                 "key": key,
-                "href": asset["href"],
+                "href": rewrite_href(str(asset["href"]), href_rewrites),
                 "type": asset.get("type"),
-                "roles": asset.get("roles"),
-                "header": None,
+                "roles": list(asset["roles"]) if asset.get("roles") is not None else None,
+                "header": asset.get("header"),
             }
-        crs, epsg = _native_crs(item, first_asset)
+        crs, epsg = native_crs(item, first_asset)
         rows.append(
             {
-                "id": item["id"],
+                "id": str(item["id"]),
                 "collection": item.get("collection"),
                 "datetime": _parse_datetime(item),
                 "geometry": shapely.to_wkb(geom),
@@ -160,9 +302,14 @@ def records_from_items(items: Sequence[Mapping[str, Any]], *, bands: Mapping[str
                 "crs": crs,
                 "proj:epsg": epsg,
                 "eo:cloud_cover": props.get("eo:cloud_cover"),
-                "split": None,
-                "properties": json.dumps({k: v for k, v in props.items() if k not in _CORE_PROPS}, default=str),
+                "split": item.get("split"),
+                "properties": json.dumps({k: v for k, v in props.items() if k not in _CORE_PROPS}, default=str,
+                                         sort_keys=True),
+                **{f.name: item.get(f.name) for f in extra},
                 "assets": assets,
             }
         )
-    return pa.Table.from_pylist(rows, schema=collection_schema(list(band_map)))
+    try:
+        return pa.Table.from_pylist(rows, schema=collection_schema(list(band_map), list(extra)))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SourceError(f"the records do not fit the collection schema: {exc}") from exc

@@ -23,6 +23,7 @@ __all__ = [
     "CollectionError",
     "SchemaError",
     "SourceError",
+    "StaleAssetError",
 ]
 
 
@@ -131,3 +132,15 @@ class SchemaError(CollectionError):
 
 class SourceError(CollectionError):
     """A record source (STAC API, Parquet table) failed or returned unusable records."""
+
+
+class StaleAssetError(CollectionError):
+    """Source COGs changed (another ETag or size) since their headers were parsed.
+
+    Attributes:
+        uris: The changed objects.
+    """
+
+    def __init__(self, message: str, *, uris: list[str]) -> None:
+        self.uris = uris
+        super().__init__(message)

@@ -1,0 +1,75 @@
+"""A source COG replaced after indexing: detected before reading, refreshed by enrich(refresh="stale")."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import shapely
+
+import rasteret_core as rc
+
+AOI = (11.86, 45.80, 11.875, 45.81)
+
+
+def _key(href: str) -> str:
+    return href.split("s3://rasteret-sample/", 1)[1]
+
+
+def _check(col: rc.Collection) -> None:
+    """What the read side does before fetching: one HEAD per object the rows name."""
+
+    async def run() -> None:
+        async with rc.Stores(col.settings) as stores:
+            await rc.check_fresh(rc.expected_objects(col.to_arrow()), stores)
+
+    asyncio.run(run())
+
+
+def test_a_replaced_cog_is_detected_and_refreshed(s3, s3_items):
+    client = s3.client()
+    scenes = s3_items[:3]  # 32TQR: the same grid
+    hrefs = [f"s3://rasteret-sample/stale/{item['id']}/red.tif" for item in scenes]
+    for item, href in zip(scenes, hrefs):
+        client.copy_object(Bucket="rasteret-sample", Key=_key(href),
+                           CopySource={"Bucket": "rasteret-sample", "Key": _key(item["assets"]["red"]["href"])})
+    table = pa.table({
+        "id": [item["id"] for item in scenes],
+        "datetime": [item["properties"]["datetime"] for item in scenes],
+        "geometry": [shapely.to_wkb(shapely.geometry.shape(item["geometry"])) for item in scenes],
+        "crs": ["EPSG:32632"] * 3,
+        "red_href": hrefs,
+    })
+    uri = "s3://rasteret-tables/stale"
+    col = rc.build_from_table(table, uri=uri)
+    _check(col)
+    assert col.stale_assets() == []
+    before = col.get_numpy(AOI, ["red"])
+
+    # the first scene's COG is replaced in place by another file (another ETag and other tile offsets)
+    replacement = _key(scenes[0]["assets"]["nir"]["href"])
+    client.copy_object(Bucket="rasteret-sample", Key=_key(hrefs[0]),
+                       CopySource={"Bucket": "rasteret-sample", "Key": replacement})
+    client.close()
+    col = rc.load(uri)
+    with pytest.raises(rc.StaleAssetError, match=r"1 source COG\(s\) changed.*re-enrich.*enrich\(refresh='stale'\)") as info:
+        _check(col)
+    assert info.value.uris == [hrefs[0]]
+    (stale,) = col.stale_assets()
+    assert (stale.record_id, stale.band, stale.href) == (scenes[0]["id"], "red", hrefs[0])
+    assert stale.stored.etag != stale.current.etag
+
+    refreshed = col.enrich(refresh="stale")
+    assert refreshed.version == col.version + 1
+    meta = refreshed.history()[0]["metadata"]
+    assert (meta["refresh"], meta["records"], meta["headers_parsed"]) == ("stale", 1, 1)
+    _check(refreshed)
+    assert refreshed.stale_assets() == []
+    rows = {r["id"]: r for r in refreshed.to_arrow().to_pylist()}
+    assert rows[scenes[0]["id"]]["assets"]["red"]["header"]["etag"] == stale.current.etag
+    after = refreshed.get_numpy(AOI, ["red"])
+    np.testing.assert_array_equal(after[1:], before[1:])  # the other scenes are as they were
+    assert not np.array_equal(after[0], before[0])  # the first now reads the replacement's pixels
+    assert refreshed.enrich(refresh="stale").version == refreshed.version  # nothing stale: no commit
