@@ -196,8 +196,8 @@ class Collection:
         """What reading ``geometry`` would cost, before any I/O: records, tiles, requests, bytes."""
         band_list = check_bands(self.bands, bands)
         options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
-        plan, rows, _ = plan_stack(self._table, geometry, band_list, settings=self.settings,
-                                geometry_crs=geometry_crs, options=options)
+        plan, rows, _ = plan_stack(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
+                                   geometry_crs=geometry_crs, options=options)
         return {"records": len(rows), **plan.summary()}
 
     def get_numpy(
@@ -272,11 +272,10 @@ class Collection:
         window), ``height``, ``width`` and ``data`` (the masked window, row-major). AOIs that
         meet no record add no row. Records on different grids are fine here.
         """
-        band_list = check_bands(self.bands, bands)
-        table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
-        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
-        return read_aoi_table(self._table, table, crs, band_list, settings=self.settings,
-                              geometry_column=geometry_column, options=options)
+        out, _, stats = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
+                                        options=ReadOptions(all_touched=all_touched, overview=overview,
+                                                            resolution=resolution))
+        return out, stats
 
     def sample_points(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                       geometry_column: str = "geometry", match: str = "all") -> pa.Table:
@@ -291,7 +290,8 @@ class Collection:
 
         band_list = check_bands(self.bands, bands)
         table, crs = read_geometry_table(points, geometry_column=geometry_column, geometry_crs=geometry_crs)
-        out, _ = sample_table(self._table, table, crs, band_list, settings=self.settings,
+        near = self._near(table[geometry_column].to_pylist(), crs)
+        out, _ = sample_table(near, table, crs, band_list, settings=self.settings,
                               geometry_column=geometry_column, match=match)  # type: ignore[arg-type]
         return out
 
@@ -303,11 +303,9 @@ class Collection:
             import geopandas as gpd
         except ImportError as exc:
             raise ImportError('get_gdf needs geopandas: pip install "rasteret[geo]"') from exc
-        band_list = check_bands(self.bands, bands)
-        table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
-        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
-        out, _ = read_aoi_table(self._table, table, crs, band_list, settings=self.settings,
-                                geometry_column=geometry_column, options=options)
+        out, crs, _ = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
+                                      options=ReadOptions(all_touched=all_touched, overview=overview,
+                                                          resolution=resolution))
         df = out.drop_columns([geometry_column]).to_pandas()
         df["data"] = [np.asarray(d).reshape(h, w) for d, h, w in zip(df["data"], df["height"], df["width"])]
         return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
@@ -319,8 +317,22 @@ class Collection:
         options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution,
                               target_crs=to_crs(target_crs) if target_crs is not None else None,
                               resampling=resampling)
-        return read_stack(self._table, geometry, band_list, settings=self.settings, geometry_crs=geometry_crs,
-                          options=options)
+        return read_stack(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
+                          geometry_crs=geometry_crs, options=options)
+
+    def _read_aois(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None, geometry_column: str,
+                   options: ReadOptions) -> tuple[pa.Table, CRS, IOStats]:
+        band_list = check_bands(self.bands, bands)
+        table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
+        out, stats = read_aoi_table(self._near(table[geometry_column].to_pylist(), crs), table, crs, band_list,
+                                    settings=self.settings, geometry_column=geometry_column, options=options)
+        return out, crs, stats
+
+    def _near(self, geometries: GeometryLike | Sequence[GeometryLike], crs: Any | None) -> pa.Table:
+        """The records whose footprints meet any of ``geometries`` (pruned through Delta when loaded)."""
+        if isinstance(geometries, list) and not geometries:
+            return self._table.slice(0, 0)
+        return self.subset(geometries=geometries, geometry_crs=crs)._table
 
     # ------------------------------------------------------------------ lifecycle
     def enrich(self, *, refresh: bool | Literal["stale"] = False) -> Collection:

@@ -247,13 +247,25 @@ def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return _get_runtime().run(factory())
 
 
-def read_plan(plan: ReadPlan, settings: Settings) -> tuple[list[np.ndarray], IOStats]:
-    """Run a plan from sync code on the shared runtime; return its arrays and the I/O it took."""
+def read_plan(
+    plan: ReadPlan, settings: Settings, *, check: Callable[[Stores], Coroutine[Any, Any, None]] | None = None
+) -> tuple[list[np.ndarray], IOStats]:
+    """Run a plan from sync code on the shared runtime; return its arrays and the I/O it took.
+
+    ``check`` runs alongside the fetches on the same stores (say, that the objects are
+    still those the headers came from); its error wins over the read's.
+    """
     runtime = _get_runtime()
 
     async def go() -> tuple[list[np.ndarray], IOStats]:
         stores = runtime.shared_stores(settings).child()
-        return await execute_plan(plan, stores), stores.stats
+        if check is None:
+            return await execute_plan(plan, stores), stores.stats
+        checked, arrays = await asyncio.gather(check(stores), execute_plan(plan, stores), return_exceptions=True)
+        for outcome in (checked, arrays):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return arrays, stores.stats  # type: ignore[return-value]
 
     return runtime.run(go())
 

@@ -19,7 +19,7 @@ def _key(href: str) -> str:
 
 
 def _check(col: rc.Collection) -> None:
-    """What the read side does before fetching: one HEAD per object the rows name."""
+    """What the read side checks alongside its fetches: one HEAD per object the rows name."""
 
     async def run() -> None:
         async with rc.Stores(col.settings) as stores:
@@ -57,6 +57,12 @@ def test_a_replaced_cog_is_detected_and_refreshed(s3, s3_items):
     with pytest.raises(rc.StaleAssetError, match=r"1 source COG\(s\) changed.*re-enrich.*enrich\(refresh='stale'\)") as info:
         _check(col)
     assert info.value.uris == [hrefs[0]]
+    # every read surface refuses the changed object rather than decode it with the old tile offsets
+    for read in (lambda: col.get_numpy(AOI, ["red"]), lambda: col.get_table([shapely.box(*AOI)], ["red"]),
+                 lambda: col.get_numpy(AOI, ["red"], target_crs="EPSG:32632", resolution=20.0)):
+        with pytest.raises(rc.StaleAssetError, match="enrich") as read_info:
+            read()
+        assert read_info.value.uris == [hrefs[0]]
     (stale,) = col.stale_assets()
     assert (stale.record_id, stale.band, stale.href) == (scenes[0]["id"], "red", hrefs[0])
     assert stale.stored.etag != stale.current.etag
