@@ -95,7 +95,7 @@ def _asset(band: str, size: int, ids: np.ndarray, epsg: np.ndarray, origin: np.n
         [
             pa.array(np.full(n, band)), pa.array(hrefs),
             pa.array(np.full(n, "image/tiff; application=geotiff; profile=cloud-optimized")),
-            pa.array([["data"]] * n, pa.list_(pa.string())), header,
+            pa.array([["data"]] * n, pa.list_(pa.string())), pa.nulls(n, pa.int32()), header,
         ],
         fields=list(ASSET_TYPE),
     )

@@ -92,9 +92,9 @@ def sample_table(
         point_idx, record_idx = tree.query(lonlat, predicate="intersects")
         for pi, ri in sorted(zip(point_idx.tolist(), record_idx.tolist()), key=lambda p: (p[0], rank[p[1]])):
             for band in bands:
-                uri, header = asset_of(rows[ri], band)
+                uri, header, sample = asset_of(rows[ri], band)
                 requests.append(ChunkRequest(key=(pi, ri, band), uri=uri, header=header, geometry=geoms[pi],
-                                             geometry_crs=points_crs))
+                                             geometry_crs=points_crs, sample=sample))
     plan = plan_read(requests, coalesce_gap=settings.coalesce_gap, max_request_bytes=settings.max_request_bytes)
     if match != "all":  # one record per point and band, among those whose raster covers the point
         kept = _pick(plan.chunks, rank, latest=match == "latest")

@@ -100,8 +100,8 @@ def check_bands(available: Sequence[str], bands: str | Sequence[str]) -> list[st
     return band_list
 
 
-def asset_of(row: Mapping[str, Any], band: str) -> tuple[str, TiffHeader]:
-    """The href and parsed header of one record's band."""
+def asset_of(row: Mapping[str, Any], band: str) -> tuple[str, TiffHeader, int]:
+    """The href, parsed header and sample index (0-based) of one record's band."""
     asset = (row["assets"] or {}).get(band)
     if asset is None:
         raise BandError(f"record {row['id']} has no asset for band {band!r}")
@@ -109,7 +109,7 @@ def asset_of(row: Mapping[str, Any], band: str) -> tuple[str, TiffHeader]:
         raise BandError(
             f"record {row['id']} band {band!r} ({asset['href']}) has no header metadata; run collection.enrich()"
         )
-    return asset["href"], header_from_dict(asset["header"], uri=asset["href"])
+    return asset["href"], header_from_dict(asset["header"], uri=asset["href"]), (asset.get("band_index") or 1) - 1
 
 
 def footprints_meet(table: pa.Table, shape: shapely.Geometry) -> np.ndarray:
@@ -213,7 +213,7 @@ def plan_stack(
     requests = []
     for ri, row in enumerate(rows):
         for bi, band in enumerate(bands):
-            uri, header = asset_of(row, band)
+            uri, header, sample = asset_of(row, band)
             window = None
             if grid is not None:
                 _, _, src_transform = select_image(header, options.overview)
@@ -221,7 +221,7 @@ def plan_stack(
                     src_transform=src_transform, src_crs=header.crs, dst_transform=grid.transform, dst_crs=grid.crs,
                     dst_shape=(grid.height, grid.width), resampling=options.resampling))
             requests.append(ChunkRequest(key=(ri, bi), uri=uri, header=header, geometry=geom, geometry_crs=crs,
-                                         overview=options.overview_for(header), window=window))
+                                         sample=sample, overview=options.overview_for(header), window=window))
     plan = _plan(requests, options, settings)
     if not plan.chunks and grid is None:
         raise NoRecordsError("the geometry meets record footprints but no pixel of their rasters")
@@ -312,9 +312,9 @@ def read_aoi_table(
         hits = np.flatnonzero(shapely.intersects(feet, reproject(geom, aoi_crs, CRS84)))
         for ri in sorted(hits, key=lambda i: _record_order(rows[i])):
             for band in bands:
-                uri, header = asset_of(rows[ri], band)
+                uri, header, sample = asset_of(rows[ri], band)
                 requests.append(ChunkRequest(key=(ai, int(ri), band), uri=uri, header=header, geometry=geom,
-                                             geometry_crs=aoi_crs, overview=options.overview_for(header)))
+                                             geometry_crs=aoi_crs, sample=sample, overview=options.overview_for(header)))
     plan = _plan(requests, options, settings)
     arrays, stats = read_plan(plan, settings, check=_fresh_check(plan, rows)) if plan.chunks else ([], IOStats())
     out = aois.take(pa.array([c.key[0] for c in plan.chunks], pa.int64()))

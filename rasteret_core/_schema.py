@@ -132,6 +132,7 @@ ASSET_TYPE_FIELDS = [
     ("href", pa.string()),
     ("type", pa.string()),
     ("roles", pa.list_(pa.string())),
+    ("band_index", pa.int32()),  # 1-based band of a multi-band asset (null: its first band)
     ("header", HEADER_TYPE),
 ]
 ASSET_TYPE = pa.struct(ASSET_TYPE_FIELDS)

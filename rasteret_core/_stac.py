@@ -238,6 +238,20 @@ def _parse_datetime(item: Mapping[str, Any]) -> datetime | None:
     return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+def split_band_spec(spec: str, assets: Mapping[str, Any]) -> tuple[str, int | None]:
+    """``"image:4"`` -> (``"image"``, 4): the 4th band (1-based) of a multi-band asset.
+
+    A spec that names an asset as it is (``"B04"``, even ``"a:1"`` if that key exists) is
+    the asset's first band (None).
+    """
+    key, sep, index = spec.rpartition(":")
+    if spec in assets or not sep or not index.isdigit():
+        return spec, None
+    if int(index) < 1:
+        raise SourceError(f"band {spec!r}: band numbers start at 1")
+    return key, int(index)
+
+
 def records_from_items(
     items: Sequence[Mapping[str, Any]],
     *,
@@ -278,7 +292,8 @@ def records_from_items(
             if bbox is not None and len(bbox) in (4, 6) else geom.bounds
         assets: dict[str, Any] = {}
         first_asset = None
-        for band, key in band_map.items():
+        for band, spec in band_map.items():
+            key, band_index = split_band_spec(spec, item.get("assets") or {})
             asset = (item.get("assets") or {}).get(key)
             if asset is None or not asset.get("href"):
                 assets[band] = None
@@ -289,6 +304,7 @@ def records_from_items(
                 "href": rewrite_href(str(asset["href"]), href_rewrites),
                 "type": asset.get("type"),
                 "roles": list(asset["roles"]) if asset.get("roles") is not None else None,
+                "band_index": band_index,
                 "header": asset.get("header"),
             }
         crs, epsg = native_crs(item, first_asset)

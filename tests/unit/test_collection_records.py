@@ -90,6 +90,18 @@ def test_unknown_query_operator_is_an_error():
         matches_query(_item(), {"eo:cloud_cover": {"like": 1}})
 
 
+def test_a_band_of_a_multi_band_asset_is_named_by_its_number():
+    item = _item(0)
+    item["assets"]["image"] = {"href": "s3://b/0/image.tif", "type": COG, "roles": ["data"]}
+    table = rc.records_from_items([item], bands={"red": "image:1", "nir": "image:4", "B04": "red"})
+    assets = table.to_pylist()[0]["assets"]
+    assert (assets["red"]["key"], assets["red"]["band_index"]) == ("image", 1)
+    assert (assets["nir"]["key"], assets["nir"]["band_index"]) == ("image", 4)
+    assert assets["B04"]["band_index"] is None
+    with pytest.raises(rc.SourceError, match="start at 1"):
+        rc.records_from_items([item], bands={"x": "image:0"})
+
+
 def test_href_rewrites_take_the_longest_prefix():
     rewrites = {"https://host/": "s3://a/", "https://host/data/": "s3://b/"}
     assert rewrite_href("https://host/data/x.tif", rewrites) == "s3://b/x.tif"
@@ -103,7 +115,7 @@ def test_records_from_items_with_a_band_map_and_rewrites():
     assert rc.Collection(table).bands == ["B04", "B08"]
     row = table.to_pylist()[1]
     assert row["assets"]["B04"] == {"key": "red", "href": "s3://c/1/red.tif", "type": COG, "roles": ["data"],
-                                    "header": None}
+                                    "band_index": None, "header": None}
     assert row["crs"] == "EPSG:32632" and row["eo:cloud_cover"] == 10.0
     assert json.loads(row["properties"]) == {}
 
