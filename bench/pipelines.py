@@ -5,13 +5,15 @@ times (6 scenes x 2 bands each copy, every copy its own objects), a local Prefec
 server records the runs. For each number of partitions in flight a fresh
 collection without header metadata is enriched by ``enrich_collection``
 (partitions of ``--partition-size`` scenes) and timed end to end (select, parse,
-stage, one commit, quarantine check, report). Two baselines: the same scenes
+stage, one commit, quarantine check, report); each setting runs ``--repeat``
+times, round robin, and the median is reported (other work on the machine
+skews single runs). Two baselines: the same scenes
 parsed by ``enrich_records`` in one call and partition by partition, without
 Prefect. Prefect's overhead per task is measured with a no-op task submitted
 ``--tasks`` times through the flows' own fan-out. Run::
 
-    python -m bench.pipelines [--copies 8] [--partition-size 4] [--in-flight 1,2,4] [--tasks 40] [--runner threads]
-                              [--json results.json]
+    python -m bench.pipelines [--copies 8] [--partition-size 4] [--in-flight 1,2,4] [--repeat 3] [--tasks 40]
+                              [--runner threads|dask|tcp://HOST:PORT] [--json results.json]
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def _copied_items(s3: Any, items: list[dict[str, Any]], copies: int) -> list[dic
     return out
 
 
-def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, runner: str | None) -> dict[str, Any]:
+def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, runner: str | None,
+        repeat: int = 3) -> dict[str, Any]:
     """Start the services, run the measurements, stop everything; return the numbers."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -115,24 +118,27 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
         warm = "s3://rasteret-tables/bench-warm-up"
         merge_table(rc.records_from_items(items, bands=BANDS), warm, settings=settings, operation="build")
         enrich(warm, partition_size=partition_size)
-        for n in in_flight:
-            uri = f"s3://rasteret-tables/bench-in-flight-{n}"
-            merge_table(records, uri, settings=settings, operation="build")
-            started = time.perf_counter()
-            summary = enrich(uri, partition_size=partition_size, max_in_flight=n)
-            seconds = time.perf_counter() - started
-            assert summary["headers parsed"] == results["headers"], summary
+        runs: dict[int, list[tuple[float, dict[str, Any]]]] = {n: [] for n in in_flight}
+        for rep in range(repeat):  # round robin, so that load from elsewhere spreads over every setting
+            for n in in_flight:
+                uri = f"s3://rasteret-tables/bench-in-flight-{n}-{rep}"
+                merge_table(records, uri, settings=settings, operation="build")
+                started = time.perf_counter()
+                summary = enrich(uri, partition_size=partition_size, max_in_flight=n)
+                runs[n].append((time.perf_counter() - started, summary))
+                assert summary["headers parsed"] == results["headers"], summary
+        for n, measured in runs.items():
+            seconds = statistics.median(m[0] for m in measured)
+            parse = statistics.median(m[1]["seconds parsing"] for m in measured)
+            commit = statistics.median(m[1]["seconds committing"] for m in measured)
             results[f"{n} in flight: flow scenes/s (end to end)"] = round(len(scenes) / seconds, 1)
-            results[f"{n} in flight: partitions scenes/s (fan-out only)"] = round(
-                len(scenes) / summary["seconds parsing"], 1)
-            results[f"{n} in flight: seconds (select / parse / commit)"] = (
-                f"{seconds:.2f} ({seconds - summary['seconds parsing'] - summary['seconds committing']:.2f}"
-                f" / {summary['seconds parsing']:.2f} / {summary['seconds committing']:.2f})")
+            results[f"{n} in flight: partitions scenes/s (fan-out only)"] = round(len(scenes) / parse, 1)
+            results[f"{n} in flight: median seconds (select / parse / commit)"] = (
+                f"{seconds:.2f} ({seconds - parse - commit:.2f} / {parse:.2f} / {commit:.2f})")
             if n == 1:
-                results["partitions"] = summary["partitions"]
+                results["partitions"] = measured[0][1]["partitions"]
                 results["1 in flight: Prefect time per partition over core (s)"] = round(
-                    (summary["seconds parsing"] - core_seq) / summary["partitions"], 3)
-
+                    (parse - core_seq) / results["partitions"], 3)
         timings = {}
         overhead_flow = _overhead_flow()
         for n_flight in (1, 4):
@@ -157,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partition-size", type=int, default=4, help="scenes per partition")
     parser.add_argument("--in-flight", default="1,2,4", help="partitions in flight to measure")
     parser.add_argument("--tasks", type=int, default=40, help="no-op tasks for the overhead measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per setting (the median is reported)")
     parser.add_argument("--runner", default=None, help="threads (default), dask or tcp://HOST:PORT")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -164,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     results = run(args.copies, args.partition_size, [int(v) for v in args.in_flight.split(",")], args.tasks,
-                  args.runner)
+                  args.runner, args.repeat)
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
 
-def publish_summary(key: str, title: str, summary: dict[str, Any], failures: list[dict[str, Any]] | None = None) -> None:
-    """Publish ``summary`` (and any failures) as a markdown table artifact of this run."""
+def summary_markdown(title: str, summary: Mapping[str, Any],
+                     failures: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """``summary`` as a two-column markdown table, then one table of ``failures`` (any columns)."""
     lines = [f"# {title}", "", "| what | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary.items()]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in summary.items()]
     if failures:
-        lines += ["", f"## {len(failures)} failure(s)", "", "| record | band | href | error |", "|---|---|---|---|"]
-        lines += [f"| {f['record_id']} | {f['band']} | {f['href']} | {f['error']} |" for f in failures]
-    create_markdown_artifact(markdown="\n".join(lines), key=key, description=title)
+        columns = list(dict.fromkeys(k for f in failures for k in f))
+        lines += ["", f"## {len(failures)} failure(s)", "", "| " + " | ".join(columns) + " |",
+                  "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_cell(f.get(c, "")) for c in columns) + " |" for f in failures]
+    return "\n".join(lines)
+
+
+def publish_summary(key: str, title: str, summary: Mapping[str, Any],
+                    failures: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """Publish ``summary`` (and any failures) as a markdown table artifact of this run."""
+    create_markdown_artifact(markdown=summary_markdown(title, summary, failures), key=key, description=title)
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")

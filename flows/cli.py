@@ -17,6 +17,9 @@ app = typer.Typer(help="Rasteret: index-first reads of cloud-optimized GeoTIFFs,
 console = Console() if sys.stdout.isatty() else Console(width=160)  # logs and CI get whole tables
 
 
+_RUNNER_HELP = "Task runner: threads (default), dask (local worker processes) or a Dask scheduler tcp://HOST:PORT"
+
+
 def _bbox(value: str | None) -> list[float] | None:
     if value is None:
         return None
@@ -64,26 +67,42 @@ def ingest(
     bands: Annotated[Optional[str], typer.Option(help="name=asset_key,... or asset keys; default every COG asset")] = None,
     max_items: Annotated[Optional[int], typer.Option(help="Stop after this many items")] = None,
     partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
+    runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
     """Search a STAC API and commit the records (with parsed headers) as a new collection version."""
+    from ._runners import with_runner
     from .ingest import ingest_collection
 
-    result = ingest_collection(stac_api, collection, uri, bbox=_bbox(bbox), datetime=datetime, bands=_bands(bands),
-                               max_items=max_items, partition_size=partition_size)
-    _print_dict("ingested", {k: v for k, v in result.items() if k != "failures"})
-    if result["failures"]:
+    result = with_runner(ingest_collection, runner)(stac_api, collection, uri, bbox=_bbox(bbox), datetime=datetime,
+                                                    bands=_bands(bands), max_items=max_items,
+                                                    partition_size=partition_size)
+    _print_dict("ingested", {k: v for k, v in result.items() if k not in ("failures", "partition failures")})
+    if result["failures"] or result["partition failures"]:
         console.print(f"[yellow]{len(result['failures'])} header(s) failed; see the run log; retry with `rasteret enrich {uri}`")
         raise typer.Exit(1)
 
 
 @app.command()
-def enrich(uri: Annotated[str, typer.Argument(help="Collection URI")],
-           refresh: Annotated[bool, typer.Option(help="Re-parse every header, not only missing ones")] = False) -> None:
-    """Parse COG headers for records that lack them; commit a new version."""
-    import rasteret_core as rc
+def enrich(
+    uri: Annotated[str, typer.Argument(help="Collection URI")],
+    refresh: Annotated[bool, typer.Option(help="Re-parse every header, not only missing ones")] = False,
+    partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
+    max_in_flight: Annotated[int, typer.Option(help="Partitions parsed at once")] = 4,
+    quarantine: Annotated[Optional[str], typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
+    runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
+) -> None:
+    """Run the enrichment flow: parse the headers records lack, in partitions; commit a new version."""
+    from ._runners import with_runner
+    from .enrich import enrich_collection
 
-    col = rc.load(uri).enrich(refresh=refresh)
-    console.print(f"{uri}: version {col.version}, {len(col)} records")
+    result = with_runner(enrich_collection, runner)(uri, partition_size=partition_size, max_in_flight=max_in_flight,
+                                                     quarantine_uri=quarantine, refresh=refresh)
+    _print_dict("enriched", {k: v for k, v in result.items() if k not in ("failures", "partition failures")})
+    if result["failures"] or result["partition failures"]:
+        console.print(f"[yellow]{len(result['failures'])} header(s) quarantined in {result['quarantine']}, "
+                      f"{len(result['partition failures'])} partition(s) failed; see the run's artifact; "
+                      f"re-run `rasteret enrich {uri}` to try them again")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -127,13 +146,38 @@ def extract(
     batch_size: Annotated[int, typer.Option(help="AOIs per task")] = 64,
     geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the AOIs if the file does not say")] = None,
     version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
+    runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
     """Run the extraction flow: read bands for every AOI into an output Delta table."""
+    from ._runners import with_runner
     from .extract import extract_aois
 
-    result = extract_aois(uri, str(aois), bands.split(","), out, version=version, batch_size=batch_size,
-                          geometry_crs=geometry_crs)
-    _print_dict("extracted", result)
+    result = with_runner(extract_aois, runner)(uri, str(aois.resolve()), bands.split(","), out, version=version,
+                                               batch_size=batch_size, geometry_crs=geometry_crs)
+    _report_batches("extracted", result)
+
+
+@app.command()
+def sample(
+    uri: Annotated[str, typer.Argument(help="Collection URI")],
+    points: Annotated[Path, typer.Option(help="GeoParquet/Parquet file of points")],
+    bands: Annotated[str, typer.Option(help="B1,B2,...")],
+    out: Annotated[str, typer.Option(help="Output Delta table: local path or s3://")],
+    match: Annotated[str, typer.Option(help="all records covering a point, or only the first or latest")] = "all",
+    batch_size: Annotated[int, typer.Option(help="Points per task")] = 1024,
+    geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the points if the file does not say")] = None,
+    version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
+    runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
+) -> None:
+    """Run the point-sampling flow: the band values at every point into an output Delta table."""
+    from ._runners import with_runner
+    from .sample import sample_points
+
+    if match not in ("all", "first", "latest"):
+        raise typer.BadParameter("use all, first or latest", param_hint="--match")
+    result = with_runner(sample_points, runner)(uri, str(points.resolve()), bands.split(","), out, version=version,
+                                                batch_size=batch_size, geometry_crs=geometry_crs, match=match)
+    _report_batches("sampled", result)
 
 
 @app.command()
@@ -148,6 +192,14 @@ def export(uri: Annotated[str, typer.Argument(help="Collection URI")],
     col = rc.load(uri, version=version)
     pq.write_table(col.to_arrow(), path)
     console.print(f"wrote {len(col)} records of {uri} v{col.version} to {path}")
+
+
+def _report_batches(title: str, result: dict) -> None:
+    _print_dict(title, {k: v for k, v in result.items() if k != "batch failures"})
+    if result["batch failures"]:
+        for failure in result["batch failures"]:
+            console.print(f"[red]{failure['unit']} failed:[/red] {failure['error']}")
+        raise typer.Exit(1)
 
 
 def _print_dict(title: str, values: dict) -> None:

@@ -18,11 +18,11 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS
 
-from ._fetch import execute_plan, run_sync
+from ._fetch import read_plan
 from ._geometry import CRS84, reproject, to_geometry
-from ._planner import ChunkRequest, ReadPlan, plan_read
+from ._planner import ChunkRequest, plan_read
 from ._read import asset_of
-from ._store import IOStats, Stores
+from ._store import IOStats
 from .errors import GeometryError, SchemaError
 from .settings import Settings
 
@@ -100,7 +100,7 @@ def sample_table(
         kept = _pick(plan.chunks, rank, latest=match == "latest")
         plan = plan_read([r for r in requests if r.key in kept], coalesce_gap=settings.coalesce_gap,
                          max_request_bytes=settings.max_request_bytes)
-    arrays, stats = run_sync(lambda: _execute(plan, settings)) if plan.chunks else ([], IOStats())
+    arrays, stats = read_plan(plan, settings) if plan.chunks else ([], IOStats())
     keys = [c.key for c in plan.chunks]
     out = points.take(pa.array([k[0] for k in keys], pa.int64()))
     dtype = _value_dtype(rows, bands)
@@ -129,11 +129,6 @@ def _value_dtype(rows: Sequence[dict[str, Any]], bands: Sequence[str]) -> np.dty
 
 def _naive(value: datetime | None) -> datetime:
     return value.replace(tzinfo=None) if value is not None else datetime.min
-
-
-async def _execute(plan: ReadPlan, settings: Settings) -> tuple[list[np.ndarray], IOStats]:
-    async with Stores(settings) as stores:
-        return await execute_plan(plan, stores), stores.stats
 
 
 def _pick(chunks: Sequence[Any], rank: dict[int, int], *, latest: bool) -> set[Any]:

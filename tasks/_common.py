@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import uuid
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
 from rasteret_core import RasteretError, Settings
 
 IO_TAGS = ["rasteret", "rasteret-io"]
+COMMIT_TAGS = ["rasteret", "rasteret-commit"]
 
 RETRY_OPTIONS: dict[str, Any] = {
     "retries": 3,
@@ -36,13 +41,80 @@ def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def stage_table(table: pa.Table, settings: Settings, run: str, name: str) -> str:
-    """Write a partition's result to the staging folder; return its path."""
-    folder = os.path.join(settings.staging_root(), run)
+def attempt() -> tuple[int, bool]:
+    """This task run's attempt number (1 for the first) and whether it is the last one allowed."""
+    ctx = TaskRunContext.get()
+    if ctx is None:  # called as a plain function
+        return 1, True
+    number = max(ctx.task_run.run_count, 1)
+    return number, number > ctx.task.retries
+
+
+def stage_folder(settings: Settings, *key: object) -> str:
+    """A staging folder named by a hash of ``key``: the same job finds the same folder again."""
+    digest = hashlib.sha256(json.dumps([str(k) for k in key]).encode()).hexdigest()[:20]
+    return os.path.join(settings.staging_root(), digest)
+
+
+def discard_folder(folder: str) -> None:
+    """Remove a staging folder and everything in it (no error if it is gone)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def stage_table(table: pa.Table, folder: str, name: str) -> str:
+    """Write ``table`` to ``folder/name-<random>.parquet``; return the path."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}-{uuid.uuid4().hex[:8]}.parquet")
-    pq.write_table(table, path)
+    write_atomically(table, path)
     return path
+
+
+def write_atomically(table: pa.Table, path: str) -> None:
+    """Write Parquet to a temporary name beside ``path``, then rename: readers see all or nothing."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_manifest(path: str, value: dict[str, Any]) -> None:
+    """Write a JSON manifest atomically (its presence marks a finished unit of work)."""
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(value, fh)
+    os.replace(tmp, path)
+
+
+def read_manifest(path: str) -> dict[str, Any] | None:
+    """The manifest at ``path``, or None when the work it marks has not finished."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+_WIDER = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64()}
+
+
+def _delta_type(kind: pa.DataType) -> pa.DataType:
+    if kind in _WIDER:
+        return _WIDER[kind]
+    if pa.types.is_list(kind):
+        return pa.list_(_delta_type(kind.value_type))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(_delta_type(kind.value_type))
+    return kind
+
+
+def widen_unsigned(table: pa.Table) -> pa.Table:
+    """Cast unsigned integer columns (and list items) to the signed type that holds every value.
+
+    Delta Lake has no unsigned types: a ``uint16`` pixel of 40000 cannot be
+    written as Delta's ``short``, so output tables store ``int32`` instead.
+    """
+    schema = pa.schema([f.with_type(_delta_type(f.type)) for f in table.schema], metadata=table.schema.metadata)
+    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 def read_staged(paths: list[str]) -> pa.Table:

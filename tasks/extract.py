@@ -1,4 +1,4 @@
-"""Tasks that read pixels for AOI batches through the shared planner/fetcher, and commit the output."""
+"""Tasks that read pixels for AOI or point batches through the shared planner/fetcher, and commit the output."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from prefect import get_run_logger, task
 
 from rasteret_core import Settings, load, read_geometry_table
 from rasteret_core._delta import write_table
+from rasteret_core._points import sample_table
+from rasteret_core._read import check_bands
 
-from ._common import IO_TAGS, RETRY_OPTIONS, read_staged, retry_if_retryable, stage_table
+from ._common import COMMIT_TAGS, IO_TAGS, RETRY_OPTIONS, read_staged, retry_if_retryable, stage_table, widen_unsigned
 
 
 @task(name="plan-batches", tags=["rasteret"])
-def plan_batches(aois: str, *, batch_size: int) -> list[tuple[int, int]]:
-    """Split the AOI table at ``aois`` into row ranges of at most ``batch_size``."""
-    rows = pq.ParquetFile(aois).metadata.num_rows
+def plan_batches(source: str, *, batch_size: int) -> list[tuple[int, int]]:
+    """Split the (Geo)Parquet table at ``source`` into row ranges of at most ``batch_size``."""
+    rows = pq.ParquetFile(source).metadata.num_rows
     return [(start, min(start + batch_size, rows)) for start in range(0, rows, batch_size)]
 
 
@@ -29,7 +31,7 @@ def extract_aoi_batch(
     stop: int,
     bands: list[str],
     *,
-    run: str,
+    stage: str,
     geometry_column: str = "geometry",
     geometry_crs: str | None = None,
     all_touched: bool = False,
@@ -40,19 +42,53 @@ def extract_aoi_batch(
     table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
     batch = table.slice(start, stop - start)
     out, stats = col.get_table(batch, bands, geometry_crs=crs, geometry_column=geometry_column, all_touched=all_touched)
-    path = stage_table(out, settings, run, f"aois-{start:08d}")
+    path = stage_table(out, stage, f"aois-{start:08d}")
     get_run_logger().info(
         "AOIs [%d, %d): %d rows, %d requests, %d bytes", start, stop, out.num_rows, stats.requests, stats.bytes
     )
-    return {"path": path, "aois": batch.num_rows, "rows": out.num_rows,
-            "requests": stats.requests, "bytes": stats.bytes}
+    return {"path": path, "inputs": batch.num_rows, "rows": out.num_rows, "requests": stats.requests,
+            "bytes": stats.bytes}
 
 
-@task(name="commit-output", tags=["rasteret", "rasteret-commit"])
-def commit_output(paths: list[str], out_uri: str, *, mode: str, metadata: dict[str, Any]) -> dict[str, int]:
-    """Write the staged output parts to the Delta table at ``out_uri`` in one commit."""
+@task(name="sample-point-batch", tags=IO_TAGS, retry_condition_fn=retry_if_retryable, **RETRY_OPTIONS)
+def sample_point_batch(
+    collection_uri: str,
+    version: int,
+    points: str,
+    start: int,
+    stop: int,
+    bands: list[str],
+    *,
+    stage: str,
+    geometry_column: str = "geometry",
+    geometry_crs: str | None = None,
+    match: str = "all",
+) -> dict[str, Any]:
+    """Sample ``bands`` at point rows ``[start, stop)`` from the records covering them; stage the output rows."""
     settings = Settings.from_env()
-    table = read_staged(paths)
-    version = write_table(table, out_uri, settings=settings, operation="extract", mode=mode, metadata=metadata)
+    col = load(collection_uri, version=version, settings=settings)
+    table, crs = read_geometry_table(points, geometry_column=geometry_column, geometry_crs=geometry_crs)
+    batch = table.slice(start, stop - start)
+    out, stats = sample_table(col.to_arrow(), batch, crs, check_bands(col.bands, bands), settings=settings,
+                              geometry_column=geometry_column, match=match)  # type: ignore[arg-type]
+    path = stage_table(out, stage, f"points-{start:08d}")
+    get_run_logger().info(
+        "points [%d, %d): %d rows, %d requests, %d bytes", start, stop, out.num_rows, stats.requests, stats.bytes
+    )
+    return {"path": path, "inputs": batch.num_rows, "rows": out.num_rows, "requests": stats.requests,
+            "bytes": stats.bytes}
+
+
+@task(name="commit-output", tags=COMMIT_TAGS)
+def commit_output(
+    paths: list[str], out_uri: str, *, operation: str, mode: str, metadata: dict[str, Any]
+) -> dict[str, int]:
+    """Write the staged output parts to the Delta table at ``out_uri`` in one commit.
+
+    Unsigned pixel types are widened to the signed type that holds them (Delta has no unsigned types).
+    """
+    settings = Settings.from_env()
+    table = widen_unsigned(read_staged(paths))
+    version = write_table(table, out_uri, settings=settings, operation=operation, mode=mode, metadata=metadata)
     get_run_logger().info("%s: version %d, %d rows", out_uri, version, table.num_rows)
     return {"version": version, "rows": table.num_rows}

@@ -1,4 +1,4 @@
-"""Start the real local services (SeaweedFS S3, a STAC API) on free loopback ports.
+"""Start the real local services (SeaweedFS S3, a STAC API, a Prefect server and worker) on free loopback ports.
 
 Each service is a context manager that launches a subprocess bound to 127.0.0.1,
 waits until it answers, yields its endpoint, and on exit stops it for sure
@@ -8,6 +8,8 @@ waits until it answers, yields its endpoint, and on exit stops it for sure
 Run everything for manual work with::
 
     python -m infra.local.services up --root /tmp/rasteret-sample
+
+and the whole stack, Prefect included, with ``python -m infra.local.stack up``.
 """
 
 from __future__ import annotations
@@ -23,21 +25,29 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = [
+    "Background",
     "S3Service",
+    "SampleServices",
     "ServiceError",
     "free_port",
     "main",
+    "prefect_env",
+    "prefect_server",
+    "prefect_worker",
     "seaweedfs",
     "stac_api",
+    "start_sample_services",
+    "wait_for_interrupt",
 ]
 
 HOST = "127.0.0.1"
@@ -45,7 +55,7 @@ GRPC_OFFSET = 10000  # SeaweedFS dials some gRPC ports at http port + 10000
 _STARTUP_TIMEOUT = 60.0
 _STOP_TIMEOUT = 10.0
 _ATTEMPTS = 3
-_PORT_TAKEN = ("address already in use", "is not available")  # rustac's and weed's words
+_PORT_TAKEN = ("address already in use", "is not available")  # rustac's, weed's and uvicorn's words
 _BUCKET_EXISTS = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
 _T = TypeVar("_T")
 
@@ -203,7 +213,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _popen(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def _popen(argv: list[str], log_path: Path, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         return subprocess.Popen(
@@ -212,13 +222,19 @@ def _popen(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            env=None if env is None else dict(env),
             start_new_session=True,  # Ctrl-C reaches only us, and we stop it in order
         )
 
 
 @contextlib.contextmanager
 def _running(
-    name: str, log_path: Path, cwd: Path, launch: Callable[[], tuple[list[str], Callable[[], bool], _T]]
+    name: str,
+    log_path: Path,
+    cwd: Path,
+    launch: Callable[[], tuple[list[str], Callable[[], bool], _T]],
+    env: Mapping[str, str] | None = None,
+    timeout: float = _STARTUP_TIMEOUT,
 ) -> Iterator[_T]:
     """Start a service, wait until it is ready, yield; stop it on exit, whatever happens.
 
@@ -229,15 +245,17 @@ def _running(
         launch: Picks fresh ports and returns ``(argv, ready, value)``; called
             again when a port was taken between choosing and binding it (other
             test sessions on the machine pick ports too).
+        env: The process's environment (default: this process's).
+        timeout: Seconds to wait until it is ready.
 
     Yields:
         The ``value`` of the launch that came up.
     """
     for attempt in range(1, _ATTEMPTS + 1):
         argv, ready, value = launch()
-        proc = _popen(argv, log_path, cwd)
+        proc = _popen(argv, log_path, cwd, env)
         try:
-            _wait_until(name, proc, log_path, ready)
+            _wait_until(name, proc, log_path, ready, timeout)
         except ServiceError:
             _stop(proc)
             log = _log_tail(log_path).lower()
@@ -445,7 +463,193 @@ def stac_api(items_path: Path, *, collection_path: Path | None = None) -> Iterat
         yield url
 
 
+# ------------------------------------------------------------------------ Prefect
+
+
+def prefect_env(home: Path | None = None, api_url: str | None = None,
+                base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a Prefect process here: telemetry off, its own home, this API.
+
+    Args:
+        home: ``PREFECT_HOME`` (profiles, the server's SQLite database, local results).
+        api_url: ``PREFECT_API_URL`` for clients and workers; None leaves it out (a server).
+        base: The environment to start from (default: this process's).
+    """
+    env = dict(os.environ if base is None else base)
+    env.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                "PREFECT_SERVER_API_HOST": HOST})
+    if home is not None:
+        env["PREFECT_HOME"] = str(home)
+    env.pop("PREFECT_API_URL", None)
+    if api_url is not None:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+@contextlib.contextmanager
+def prefect_server(workdir: Path, *, ui: bool = False, timeout: float = 180.0) -> Iterator[str]:
+    """Run ``prefect server start`` on a free loopback port (SQLite under ``workdir``); yield its API URL.
+
+    Args:
+        workdir: ``PREFECT_HOME`` of the server (its database) and ``prefect-server.log``.
+        ui: Serve the web UI too (slower to start).
+        timeout: Seconds to wait for it (a fresh database is migrated first: 5 to 60 s).
+
+    Yields:
+        ``http://127.0.0.1:PORT/api``, once ``/api/health`` answers.
+
+    Raises:
+        ServiceError: ``prefect`` is missing or the server did not come up in time.
+    """
+    prefect = _find_binary("prefect")
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = prefect_env(workdir)
+    env["PREFECT_UI_ENABLED"] = "true" if ui else "false"
+    env["PREFECT_SERVER_LOGGING_LEVEL"] = "WARNING"
+
+    def launch() -> tuple[list[str], Callable[[], bool], str]:
+        port = free_port()
+        url = f"http://{HOST}:{port}/api"
+
+        def ready() -> bool:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                return response.status == 200
+
+        return [prefect, "server", "start", "--host", HOST, "--port", str(port)], ready, url
+
+    with _running("prefect server", workdir / "prefect-server.log", workdir, launch, env, timeout) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def prefect_worker(pool: str, *, api_url: str, cwd: Path, log_path: Path,
+                   env: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Run ``prefect worker start --pool POOL`` (polling until stopped) against ``api_url``.
+
+    Args:
+        pool: An existing work pool (a process pool runs each flow run as a subprocess of the worker).
+        api_url: The Prefect API.
+        cwd: The worker's working folder (where deployments' flows run when they do not set one).
+        log_path: Receives the worker's output.
+        env: Its environment (default: this process's, for ``AWS_*`` and ``RASTERET_*``).
+
+    Raises:
+        ServiceError: the worker did not register with the server in time.
+    """
+    prefect = _find_binary("prefect")
+
+    def launch() -> tuple[list[str], Callable[[], bool], None]:
+        def ready() -> bool:
+            request = urllib.request.Request(f"{api_url}/work_pools/{pool}/workers/filter", data=b"{}",
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return bool(json.loads(response.read()))
+
+        return [prefect, "worker", "start", "--pool", pool, "--type", "process"], ready, None
+
+    worker_env = prefect_env(api_url=api_url, base=env)
+    with _running(f"prefect worker ({pool})", Path(log_path), Path(cwd), launch, worker_env):
+        yield
+
+
+class Background(Generic[_T]):
+    """A service context manager entered in a thread, so that its start overlaps other work.
+
+    ``wait()`` returns what the context manager yielded (or raises what its start
+    raised); ``stop()`` leaves it, stopping the service.
+    """
+
+    def __init__(self, factory: Callable[[], contextlib.AbstractContextManager[_T]]) -> None:
+        self._factory = factory
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._value: _T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="rasteret-service", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self._factory() as value:
+                self._value = value
+                self._ready.set()
+                self._done.wait()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the thread that waits, which re-raises it
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def wait(self) -> _T:
+        """Block until the service is up; return its value."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        """Stop the service and wait until it has stopped."""
+        self._done.set()
+        self._thread.join()
+
+
 # ---------------------------------------------------------------------------- CLI
+
+
+@dataclass(frozen=True, slots=True)
+class SampleServices:
+    """The sample archive served locally: S3 with the COGs, a STAC API with their items.
+
+    Attributes:
+        root: The work folder.
+        s3: The S3 service (its ``env()`` points clients at it).
+        stac_api: Root URL of the STAC API.
+        items_path: The STAC items file the API serves (hrefs ``s3://BUCKET/cogs/...``).
+        collection_id: The STAC collection id.
+    """
+
+    root: Path
+    s3: S3Service
+    stac_api: str
+    items_path: Path
+    collection_id: str
+
+
+def start_sample_services(stack: contextlib.ExitStack, root: Path, *, scale: int = 1,
+                          bucket: str = "rasteret-sample", echo: Callable[[str], None] = print) -> SampleServices:
+    """Write the sample archive under ``root``, serve it from SeaweedFS and a STAC API; stop both with ``stack``.
+
+    Buckets: ``bucket`` (the archive, keys as under its root) and ``rasteret-tables`` (empty).
+    """
+    from rasteret_core.sample import make_sample_archive
+
+    start = time.monotonic()
+    archive = make_sample_archive(root / "archive", scale=scale)
+    echo(f"sample archive: {len(archive.cog_paths)} COGs under {archive.root} ({time.monotonic() - start:.1f} s)")
+    s3 = stack.enter_context(seaweedfs(root / "seaweedfs"))
+    s3.create_bucket(bucket)
+    s3.create_bucket("rasteret-tables")
+    s3.upload_dir(archive.root, bucket)
+    base = f"s3://{bucket}/"
+    items_path = archive.write_items(root / "stac" / "items.json", base=base)
+    collection_path = archive.write_collection(root / "stac" / "collection.json")
+    url = stack.enter_context(stac_api(items_path, collection_path=collection_path))
+    echo(f"S3 endpoint:   {s3.endpoint_url} (buckets {bucket}, rasteret-tables; hrefs {base}cogs/...)")
+    echo(f"STAC API:      {url}  (collection {archive.collection['id']})")
+    echo(f"STAC items:    {items_path}")
+    return SampleServices(root, s3, url, items_path, archive.collection["id"])
+
+
+def wait_for_interrupt(echo: Callable[[str], None] = print) -> None:
+    """Block until Ctrl-C or SIGTERM (also where a shell started us with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    echo("Ctrl-C stops everything.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        echo("stopping.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -457,40 +661,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--scale", type=int, default=1, help="sample image size multiplier")
     up.add_argument("--bucket", default="rasteret-sample")
     args = parser.parse_args(argv)
-
-    from rasteret_core.sample import make_sample_archive
-
-    # Stop cleanly on Ctrl-C and on `kill`, even where a shell started us with SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with contextlib.ExitStack() as stack:
-            root = args.root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rasteret-")))
-            root = root.resolve()
-            start = time.monotonic()
-            archive = make_sample_archive(root / "archive", scale=args.scale)
-            print(f"sample archive: {len(archive.cog_paths)} COGs under {archive.root} "
-                  f"({time.monotonic() - start:.1f} s)")
-            s3 = stack.enter_context(seaweedfs(root / "seaweedfs"))
-            s3.create_bucket(args.bucket)
-            s3.create_bucket("rasteret-tables")
-            s3.upload_dir(archive.root, args.bucket)
-            base = f"s3://{args.bucket}/"
-            items_path = archive.write_items(root / "stac" / "items.json", base=base)
-            collection_path = archive.write_collection(root / "stac" / "collection.json")
-            url = stack.enter_context(stac_api(items_path, collection_path=collection_path))
-            print(f"S3 endpoint:   {s3.endpoint_url} (buckets {args.bucket}, rasteret-tables; "
-                  f"hrefs {base}cogs/...)")
-            print(f"STAC API:      {url}  (collection {archive.collection['id']})")
-            print(f"STAC items:    {items_path}")
-            print("export:")
-            for key, value in s3.env().items():
-                print(f"  export {key}={value}")
-            print("Ctrl-C stops everything.", flush=True)
-            while True:
-                time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopped.")
+    with contextlib.ExitStack() as stack:
+        root = (args.root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rasteret-")))).resolve()
+        services = start_sample_services(stack, root, scale=args.scale, bucket=args.bucket)
+        print("export:")
+        for key, value in services.s3.env().items():
+            print(f"  export {key}={value}")
+        wait_for_interrupt()
+    print("stopped.")
     return 0
 
 

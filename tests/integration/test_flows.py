@@ -17,15 +17,7 @@ import rasteret_core as rc
 
 
 @pytest.fixture(scope="session")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="session")
-def ingested(prefect_api, stac_api, s3):
+def ingested(prefect_api, staging_dir, stac_api, s3):
     from flows import ingest_collection
 
     uri = "s3://rasteret-tables/flow-collection"

@@ -1,0 +1,250 @@
+"""A fault-injecting HTTP proxy for S3 (or any HTTP service), on loopback, in its own process.
+
+Clients talk to the proxy as if it were the service: it forwards each request
+unchanged (method, path, headers, Host included, so SigV4 signatures still
+verify) to the upstream and relays the answer, except for requests matching a
+:class:`Fault`, which are delayed, or answered with an S3 error (``503
+SlowDown`` by default) in the service's own protocol, a given number of times.
+It produces what a real store does under load, which SeaweedFS on loopback
+never does by itself::
+
+    with fault_proxy("http://127.0.0.1:8333", [Fault(method="HEAD", path=r"/scene-1/", times=1)]) as proxy:
+        os.environ["AWS_ENDPOINT_URL"] = proxy.url
+        ...
+        assert proxy.injected() == 1
+
+The proxy runs as a separate process (``python -m infra.local.faults``): some
+clients (deltalake's) hold the GIL while they wait for an answer, which would
+starve a proxy thread in the same interpreter. ``GET /__faults__`` on the proxy
+answers its counters as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import http.client
+import json
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .services import HOST, _interrupt, _running, free_port
+
+__all__ = ["Fault", "FaultProxy", "RunningProxy", "fault_proxy", "main"]
+
+CONTROL_PATH = "/__faults__"
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+@dataclass(slots=True)
+class Fault:
+    """Requests to disturb: those whose method and path match.
+
+    Attributes:
+        path: A regular expression searched in the request path (``/bucket/key?query``).
+        method: ``GET``, ``HEAD``, ``PUT``...; None matches every method.
+        times: How many matching requests get ``status``; 0 answers none (delay only).
+        status: The HTTP status of an injected error.
+        code: The S3 error code in its XML body.
+        delay: Seconds to wait before handling every matching request (forwarded or not).
+        hits: Matching requests seen so far.
+    """
+
+    path: str
+    method: str | None = None
+    times: int = 1
+    status: int = 503
+    code: str = "SlowDown"
+    delay: float = 0.0
+    hits: int = field(default=0)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and re.search(self.path, path) is not None
+
+
+class FaultProxy(ThreadingHTTPServer):
+    """The proxy server; see the module docs. Use :func:`fault_proxy` to run one."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, faults: Sequence[Fault], port: int = 0) -> None:
+        parsed = urlparse(upstream)
+        if parsed.scheme != "http" or parsed.hostname is None:
+            raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
+        self.upstream = (parsed.hostname, parsed.port or 80)
+        self.faults = list(faults)
+        self.lock = threading.Lock()
+        self.injected_errors = 0
+        super().__init__((HOST, port), _Handler)
+
+    @property
+    def url(self) -> str:
+        """The proxy's endpoint, ``http://127.0.0.1:PORT``."""
+        return f"http://{HOST}:{self.server_address[1]}"
+
+    def decide(self, method: str, path: str) -> tuple[float, Fault | None]:
+        """The delay for this request and the fault to answer it with (None: forward it)."""
+        delay, failing = 0.0, None
+        with self.lock:
+            for fault in self.faults:
+                if not fault.matches(method, path):
+                    continue
+                fault.hits += 1
+                delay = max(delay, fault.delay)
+                if failing is None and fault.hits <= fault.times:
+                    failing = fault
+            if failing is not None:
+                self.injected_errors += 1
+        return delay, failing
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultProxy
+
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stderr.write(f"{self.log_date_time_string()} {format % args}\n")
+
+    def _handle(self) -> None:
+        if self.path == CONTROL_PATH:
+            self._answer_counters()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        delay, fault = self.server.decide(self.command, self.path)
+        if delay:
+            time.sleep(delay)
+        if fault is not None:
+            self._answer_error(fault)
+            return
+        conn = http.client.HTTPConnection(*self.server.upstream, timeout=60)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            self.send_response_only(resp.status, resp.reason)
+            self.log_request(resp.status)
+            for key, value in resp.getheaders():
+                if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                    self.send_header(key, value)
+            if self.command == "HEAD":
+                self.send_header("Content-Length", resp.getheader("Content-Length", "0"))
+            else:
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        finally:
+            conn.close()
+
+    def _answer_error(self, fault: Fault) -> None:
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>injected by the fault '
+            "proxy</Message><Resource>{path}</Resource><RequestId>fault-proxy</RequestId></Error>"
+        ).format(code=fault.code, path=self.path.split("?")[0]).encode()
+        self.send_response(fault.status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _answer_counters(self) -> None:
+        with self.server.lock:
+            body = json.dumps({"injected": self.server.injected_errors,
+                               "faults": [dataclasses.asdict(f) for f in self.server.faults]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _handle
+
+
+@dataclass(frozen=True, slots=True)
+class RunningProxy:
+    """A fault proxy running in its own process: its endpoint and its counters."""
+
+    url: str
+
+    def counters(self) -> dict[str, object]:
+        """``injected`` (error answers so far) and ``faults`` (each with its ``hits``)."""
+        with urllib.request.urlopen(self.url + CONTROL_PATH, timeout=5) as response:
+            return json.loads(response.read())
+
+    def injected(self) -> int:
+        """How many error answers the proxy has injected."""
+        return int(self.counters()["injected"])  # type: ignore[call-overload]
+
+
+@contextlib.contextmanager
+def fault_proxy(upstream: str, faults: Sequence[Fault] = (), *, log_path: Path | None = None) -> Iterator[RunningProxy]:
+    """Run a :class:`FaultProxy` in front of ``upstream`` in a subprocess on a free loopback port.
+
+    Args:
+        upstream: ``http://host:port`` of the real service.
+        faults: What to disturb.
+        log_path: Receives the proxy's request log (default: a temporary file).
+
+    Yields:
+        The running proxy; it is stopped on exit.
+    """
+    spec = json.dumps([dataclasses.asdict(f) for f in faults])
+    folder = Path(tempfile.mkdtemp(prefix="rasteret-fault-proxy-"))
+    log = log_path or folder / "fault-proxy.log"
+
+    def launch() -> tuple[list[str], Callable[[], bool], RunningProxy]:
+        proxy = RunningProxy(f"http://{HOST}:{free_port()}")
+        argv = [sys.executable, "-m", "infra.local.faults", "--upstream", upstream, "--faults", spec,
+                "--port", proxy.url.rsplit(":", 1)[1]]
+
+        def ready() -> bool:
+            proxy.counters()
+            return True
+
+        return argv, ready, proxy
+
+    try:
+        with _running("fault proxy", log, Path(__file__).resolve().parents[2], launch) as proxy:
+            yield proxy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve a fault proxy until terminated."""
+    parser = argparse.ArgumentParser(prog="python -m infra.local.faults", description=main.__doc__)
+    parser.add_argument("--upstream", required=True, help="http://host:port of the real service")
+    parser.add_argument("--faults", default="[]", help="JSON list of Fault fields")
+    parser.add_argument("--port", type=int, default=0, help="loopback port (0: any free one)")
+    args = parser.parse_args(argv)
+    faults = [Fault(**f) for f in json.loads(args.faults)]
+    server = FaultProxy(args.upstream, faults, port=args.port)
+    print(f"fault proxy on {server.url} -> {args.upstream}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever(poll_interval=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    raise SystemExit(main())
