@@ -30,6 +30,7 @@ from ._read import (
     stack_to_xarray,
 )
 from ._schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
+from ._stac import parse_utc
 from ._store import IOStats
 from .errors import CollectionError, SchemaError
 from .settings import Settings
@@ -522,18 +523,10 @@ def _time_range(value: str | tuple[Any, Any]) -> tuple[_dt | None, _dt | None]:
     def parse(v: Any, *, is_end: bool) -> _dt | None:
         if v in (None, "", ".."):
             return None
-        if isinstance(v, _dt):
-            dt = v
-        else:
-            try:
-                dt = _dt.fromisoformat(str(v).replace("Z", "+00:00"))
-            except ValueError as exc:
-                raise CollectionError(f"datetime {v!r} is not ISO 8601") from exc
-            if is_end and end_is_date:
-                dt = dt.replace(hour=23, minute=59, second=59, microsecond=999999)
-        from datetime import timezone
-
-        return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+        dt = parse_utc(v)
+        if is_end and end_is_date and not isinstance(v, _dt):
+            dt = dt.replace(hour=23, minute=59, second=59, microsecond=999999)
+        return dt
 
     return parse(start, is_end=False), parse(end, is_end=True)
 

@@ -223,19 +223,22 @@ def rewrite_href(href: str, rewrites: Mapping[str, str] | None) -> str:
     return href
 
 
-def _parse_datetime(item: Mapping[str, Any]) -> datetime | None:
-    props = item.get("properties", {})
-    raw = props.get("datetime") or props.get("start_datetime")
-    if raw is None:
-        return None
+def parse_utc(raw: Any, *, what: str = "datetime") -> datetime:
+    """An ISO 8601 string (or a datetime) as an aware datetime in UTC; a naive one is UTC."""
     if isinstance(raw, datetime):
         dt = raw
     else:
         try:
             dt = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
         except ValueError as exc:
-            raise SourceError(f"item {item.get('id')}: datetime {raw!r} is not ISO 8601") from exc
+            raise SourceError(f"{what} {raw!r} is not ISO 8601") from exc
     return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _parse_datetime(item: Mapping[str, Any]) -> datetime | None:
+    props = item.get("properties", {})
+    raw = props.get("datetime") or props.get("start_datetime")
+    return None if raw is None else parse_utc(raw, what=f"item {item.get('id')}: datetime")
 
 
 def split_band_spec(spec: str, assets: Mapping[str, Any]) -> tuple[str, int | None]:
