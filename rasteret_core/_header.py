@@ -17,7 +17,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ImageInfo", "TiffHeader"]
+__all__ = ["ImageInfo", "TiffHeader", "gdal_metadata_items"]
+
+
+def gdal_metadata_items(xml: str | None) -> dict[tuple[int | None, str], str]:
+    """The items of a GDAL_METADATA tag: ``(sample or None, role or name) -> text``.
+
+    Band items carry ``sample`` (0-based) and usually a ``role`` (``scale``, ``offset``,
+    ``description``, ``unittype``); dataset items have neither. Unparsable XML gives ``{}``.
+    """
+    if not xml:
+        return {}
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return {}
+    out: dict[tuple[int | None, str], str] = {}
+    for item in root.iter("Item"):
+        sample = item.get("sample")
+        key = item.get("role") or item.get("name") or ""
+        out[(int(sample) if sample is not None and sample.isdigit() else None, key)] = item.text or ""
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -104,6 +126,14 @@ class TiffHeader:
     def image(self) -> ImageInfo:
         """The full-resolution image."""
         return self.images[0]
+
+    def scale_offset(self, sample: int = 0) -> tuple[float, float]:
+        """The ``(scale, offset)`` GDAL_METADATA gives a band (0-based ``sample``): value = raw * scale + offset.
+
+        ``(1.0, 0.0)`` when the file does not say, as rasterio's ``src.scales``/``src.offsets``.
+        """
+        items = gdal_metadata_items(self.gdal_metadata)
+        return (float(items.get((sample, "scale"), 1.0)), float(items.get((sample, "offset"), 0.0)))
 
     @property
     def overviews(self) -> tuple[ImageInfo, ...]:

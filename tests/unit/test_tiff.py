@@ -509,3 +509,28 @@ def test_fuzz_byte_flips(cog_bytes: bytes, flips: list[tuple[int, int]], header_
 )
 def test_fuzz_random_bytes(prefix: bytes, body: bytes) -> None:
     parse_or_rasteret_error(prefix + body, 65536)
+
+
+def test_gdal_metadata_scale_offset_and_items_are_kept(tmp_path):
+    import rasterio as _rio
+
+    from rasteret_core._header import gdal_metadata_items
+
+    path = tmp_path / "scaled.tif"
+    with _rio.open(path, "w", driver="GTiff", width=64, height=64, count=2, dtype="uint16", tiled=True,
+                   blockxsize=32, blockysize=32) as dst:
+        dst.write(np.ones((2, 64, 64), dtype="uint16"))
+        dst.scales = (0.0001, 0.5)
+        dst.offsets = (-0.1, 3.0)
+        dst.update_tags(PRODUCT="L2A")
+    data = path.read_bytes()
+
+    class Mem:
+        async def get_range(self, uri, start, end):
+            return data[start:end]
+
+    header = asyncio.run(parse_header(str(path), Mem()))
+    with _rio.open(path) as src:
+        assert [header.scale_offset(i) for i in range(2)] == list(zip(src.scales, src.offsets))
+    assert gdal_metadata_items(header.gdal_metadata)[(None, "PRODUCT")] == "L2A"
+    assert gdal_metadata_items("<not xml") == {} and header.scale_offset(5) == (1.0, 0.0)
