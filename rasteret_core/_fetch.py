@@ -30,7 +30,7 @@ from ._tiff import parse_header
 from .errors import FetchError, RasteretError
 from .settings import Settings
 
-__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "run_sync", "read_plan", "read_headers"]
+__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "with_stores", "read_plan", "read_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -242,9 +242,17 @@ def _get_runtime() -> _Runtime:
         return _runtime
 
 
-def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from sync code (also inside Jupyter's running loop)."""
-    return _get_runtime().run(factory())
+def with_stores(settings: Settings, work: Callable[[Stores], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work(stores)`` from sync code on the shared runtime, with long-lived stores for ``settings``.
+
+    ``stores`` is a child view: it counts only this call's I/O (``stores.stats``).
+    """
+    runtime = _get_runtime()
+
+    async def go() -> T:
+        return await work(runtime.shared_stores(settings).child())
+
+    return runtime.run(go())
 
 
 def read_plan(
@@ -255,10 +263,8 @@ def read_plan(
     ``check`` runs alongside the fetches on the same stores (say, that the objects are
     still those the headers came from); its error wins over the read's.
     """
-    runtime = _get_runtime()
 
-    async def go() -> tuple[list[np.ndarray], IOStats]:
-        stores = runtime.shared_stores(settings).child()
+    async def go(stores: Stores) -> tuple[list[np.ndarray], IOStats]:
         if check is None:
             return await execute_plan(plan, stores), stores.stats
         checked, arrays = await asyncio.gather(check(stores), execute_plan(plan, stores), return_exceptions=True)
@@ -267,17 +273,15 @@ def read_plan(
                 raise outcome
         return arrays, stores.stats  # type: ignore[return-value]
 
-    return runtime.run(go())
+    return with_stores(settings, go)
 
 
 def read_headers(
     uris: Sequence[str], settings: Settings, *, on_done: Callable[[str], None] | None = None
 ) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
     """:func:`fetch_headers` from sync code on the shared runtime; also return the I/O it took."""
-    runtime = _get_runtime()
 
-    async def go() -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
-        stores = runtime.shared_stores(settings).child()
+    async def go(stores: Stores) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
         return await fetch_headers(uris, stores, on_done=on_done), stores.stats
 
-    return runtime.run(go())
+    return with_stores(settings, go)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._fetch import run_sync
+from ._fetch import with_stores
 from ._store import ObjectInfo, Stores
 from .errors import StaleAssetError
 from .settings import Settings
@@ -138,10 +138,6 @@ async def find_stale(table: pa.Table, stores: Stores, *, bands: Sequence[str] | 
 
 
 def stale_assets(table: pa.Table, *, settings: Settings, bands: Sequence[str] | None = None) -> list[StaleAsset]:
-    """:func:`find_stale` from sync code, with its own stores."""
+    """:func:`find_stale` from sync code, on the shared I/O runtime."""
 
-    async def run() -> list[StaleAsset]:
-        async with Stores(settings) as stores:
-            return await find_stale(table, stores, bands=bands)
-
-    return run_sync(run)
+    return with_stores(settings, lambda stores: find_stale(table, stores, bands=bands))

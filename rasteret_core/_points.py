@@ -21,7 +21,7 @@ from pyproj import CRS
 from ._fetch import read_plan
 from ._geometry import CRS84, reproject, to_geometry
 from ._planner import ChunkRequest, plan_read
-from ._read import asset_of
+from ._read import asset_of, fresh_check
 from ._store import IOStats
 from .errors import GeometryError, SchemaError
 from .settings import Settings
@@ -100,7 +100,7 @@ def sample_table(
         kept = _pick(plan.chunks, rank, latest=match == "latest")
         plan = plan_read([r for r in requests if r.key in kept], coalesce_gap=settings.coalesce_gap,
                          max_request_bytes=settings.max_request_bytes)
-    arrays, stats = read_plan(plan, settings) if plan.chunks else ([], IOStats())
+    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows)) if plan.chunks else ([], IOStats())
     keys = [c.key for c in plan.chunks]
     out = points.take(pa.array([k[0] for k in keys], pa.int64()))
     dtype = _value_dtype(rows, bands)

@@ -167,7 +167,7 @@ def _records_meeting(table: pa.Table, geom: shapely.Geometry, crs: CRS) -> list[
     return rows
 
 
-def _fresh_check(plan: ReadPlan, rows: Sequence[Mapping[str, Any]]) -> Any:
+def fresh_check(plan: ReadPlan, rows: Sequence[Mapping[str, Any]]) -> Any:
     """A check that every object the plan reads is still the one its header was parsed from."""
     uris = {c.uri for c in plan.chunks}
     expected = {
@@ -254,7 +254,7 @@ def read_stack(
             "grids (CRS, resolution or origin differ) and cannot stack in one array; read one grid at a "
             "time (subset by CRS or band resolution), pass target_crs= to reproject, or use get_gdf()"
         )
-    arrays, stats = read_plan(plan, settings, check=_fresh_check(plan, rows))
+    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows))
     first = plan.chunks[0]
     dtype = np.result_type(*(a.dtype for a in arrays))
     out = np.empty((len(rows), len(bands), first.window.height, first.window.width), dtype=dtype)
@@ -267,7 +267,7 @@ def read_stack(
 def _warp_stack(plan: ReadPlan, rows: list[dict[str, Any]], bands: Sequence[str], grid: TargetGrid,
                 settings: Settings, options: ReadOptions) -> Stack:
     """Reproject each chunk's source window onto the target grid, then mask with the geometry there."""
-    arrays, stats = read_plan(plan, settings, check=_fresh_check(plan, rows))
+    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows))
     headers = {(ri, bi): asset_of(row, band)[1] for ri, row in enumerate(rows) for bi, band in enumerate(bands)}
     fills = {key: (h.nodata if h.nodata is not None else 0) for key, h in headers.items()}
     dtype = np.result_type(*(h.image.dtype for h in headers.values()))
@@ -316,7 +316,7 @@ def read_aoi_table(
                 requests.append(ChunkRequest(key=(ai, int(ri), band), uri=uri, header=header, geometry=geom,
                                              geometry_crs=aoi_crs, sample=sample, overview=options.overview_for(header)))
     plan = _plan(requests, options, settings)
-    arrays, stats = read_plan(plan, settings, check=_fresh_check(plan, rows)) if plan.chunks else ([], IOStats())
+    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows)) if plan.chunks else ([], IOStats())
     out = aois.take(pa.array([c.key[0] for c in plan.chunks], pa.int64()))
     extra = {
         "record_id": pa.array([rows[c.key[1]]["id"] for c in plan.chunks], pa.string()),
