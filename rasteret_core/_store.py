@@ -13,10 +13,10 @@ import functools
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from .errors import FetchError, ObjectNotFoundError
@@ -25,6 +25,8 @@ from .settings import Settings
 __all__ = ["ByteStore", "Stores", "IOStats", "ObjectInfo"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +169,7 @@ class _S3Store:
                     max_pool_connections=s.max_concurrency,
                     connect_timeout=s.request_timeout,
                     read_timeout=s.request_timeout,
-                    retries={"max_attempts": 1},
+                    retries={"total_max_attempts": 1, "mode": "standard"},  # Stores retries, once
                     signature_version=UNSIGNED if s.aws_no_sign_request else None,
                     s3={"addressing_style": "path"} if s.aws_endpoint_url else None,
                 )
@@ -315,14 +317,28 @@ class Stores:
         if end <= start:
             return b""
         backend = self._backend(uri)
+        data = await self._retrying(uri, lambda: backend.get_range(uri, start, end))
+        self.stats.add(len(data))
+        log.debug("GET %s [%d, %d): %d bytes", uri, start, end, len(data))
+        return data
+
+    async def get_ranges(self, uri: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Fetch several ranges of one object concurrently, in the order given."""
+        return list(await asyncio.gather(*(self.get_range(uri, s, e) for s, e in ranges)))
+
+    async def head(self, uri: str) -> ObjectInfo:
+        """Size, ETag and last-modified time of ``uri``, retrying retryable failures."""
+        backend = self._backend(uri)
+        return await self._retrying(uri, lambda: backend.head(uri))
+
+    async def _retrying(self, uri: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one request under the concurrency bound and timeout; retry retryable failures
+        (``RASTERET_REQUEST_RETRIES`` attempts, exponential backoff with jitter)."""
         attempts = max(1, self.settings.request_retries)
         for attempt in range(1, attempts + 1):
             try:
                 async with self._sem:
-                    data = await asyncio.wait_for(backend.get_range(uri, start, end), self.settings.request_timeout)
-                self.stats.add(len(data))
-                log.debug("GET %s [%d, %d): %d bytes", uri, start, end, len(data))
-                return data
+                    return await asyncio.wait_for(call(), self.settings.request_timeout)
             except asyncio.TimeoutError as exc:
                 error: FetchError = FetchError(
                     f"timed out after {self.settings.request_timeout}s (RASTERET_REQUEST_TIMEOUT)",
@@ -338,12 +354,3 @@ class Stores:
             log.debug("retrying %s after %s (attempt %d/%d)", uri, error, attempt, attempts)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
-
-    async def get_ranges(self, uri: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        """Fetch several ranges of one object concurrently, in the order given."""
-        return list(await asyncio.gather(*(self.get_range(uri, s, e) for s, e in ranges)))
-
-    async def head(self, uri: str) -> ObjectInfo:
-        """Size, ETag and last-modified time of ``uri``."""
-        async with self._sem:
-            return await self._backend(uri).head(uri)

@@ -59,8 +59,9 @@ def faulty(prefect_api, staging_dir, s3, s3_items, sample_archive):
     pinned = _build_unenriched(uri, [*s3_items, poisoned])
     target = sorted(s3_items, key=lambda i: i["id"])[2]  # the first scene of the second partition
     key = target["assets"]["red"]["href"].removeprefix("s3:/")
-    # two 503s: the S3 client's own single retry of the HEAD fails too, so the partition's task fails once
-    with fault_proxy(s3.endpoint_url, [Fault(method="HEAD", path=re.escape(key) + "$", times=2)]) as proxy, \
+    # 503s for every request-level attempt (RASTERET_REQUEST_RETRIES, default 3), so the partition's task
+    # fails once and its Prefect retry succeeds
+    with fault_proxy(s3.endpoint_url, [Fault(method="HEAD", path=re.escape(key) + "$", times=3)]) as proxy, \
             pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ENDPOINT_URL", proxy.url)
         state = enrich_collection(uri, partition_size=2, max_in_flight=2, return_state=True)
@@ -88,7 +89,7 @@ def test_enrichment_fans_out_over_partitions(faulty):
 
 
 def test_a_partition_failing_once_succeeds_on_retry(faulty):
-    assert faulty["injected"] == 2
+    assert faulty["injected"] == 3
     assert faulty["result"]["partitions retried"] == 1
     parses = [t for t in _task_runs(faulty["flow_run"]) if t.name.startswith("parse-scene-headers")]
     assert sorted(t.run_count for t in parses) == [1, 1, 1, 2]
