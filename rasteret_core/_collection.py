@@ -287,14 +287,20 @@ class Collection:
         ``value`` (the pixel containing the point, as ``rasterio``'s ``sample`` reads it).
         ``match``: ``"all"`` records covering a point, or only the ``"first"`` / ``"latest"``.
         """
+        out, _ = self.sample_table(points, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
+                                   match=match)
+        return out
+
+    def sample_table(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
+                     geometry_column: str = "geometry", match: str = "all") -> tuple[pa.Table, IOStats]:
+        """:meth:`sample_points`, also returning the I/O it took (as :meth:`get_table` does)."""
         from ._points import sample_table
 
         band_list = check_bands(self.bands, bands)
         table, crs = read_geometry_table(points, geometry_column=geometry_column, geometry_crs=geometry_crs)
         near = self._near(table[geometry_column].to_pylist(), crs)
-        out, _ = sample_table(near, table, crs, band_list, settings=self.settings,
-                              geometry_column=geometry_column, match=match)  # type: ignore[arg-type]
-        return out
+        return sample_table(near, table, crs, band_list, settings=self.settings,
+                            geometry_column=geometry_column, match=match)  # type: ignore[arg-type]
 
     def get_gdf(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                 geometry_column: str = "geometry", all_touched: bool = False, overview: int | None = None,

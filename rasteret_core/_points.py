@@ -60,8 +60,8 @@ def sample_table(
     Returns:
         The point table's columns (each point repeated per record and band) plus
         ``record_id``, ``datetime``, ``band`` and ``value`` (the pixel, in the bands'
-        common dtype, also when no point meets a record; a nodata pixel keeps its
-        nodata value), and the I/O it took.
+        common dtype as the headers of ``table`` give it, float64 when ``table`` has no
+        record; a nodata pixel keeps its nodata value), and the I/O it took.
         Points that no record's raster covers add no row. Rows are ordered by point,
         then record (datetime, then id), then band.
 
@@ -116,7 +116,7 @@ def sample_table(
 
 
 def _value_dtype(rows: Sequence[dict[str, Any]], bands: Sequence[str]) -> np.dtype:
-    """The common dtype of the bands (from any record's header), so every batch's output agrees."""
+    """The common dtype of the bands, from any record's header (float64 without records)."""
     dtypes = []
     for band in bands:
         for row in rows:

@@ -118,5 +118,10 @@ def widen_unsigned(table: pa.Table) -> pa.Table:
 
 
 def read_staged(paths: list[str]) -> pa.Table:
-    """Concatenate staged partition tables."""
-    return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")
+    """Concatenate staged partition tables.
+
+    Parts without rows are left out (when any part has rows): their column types are
+    placeholders (a batch that met no record cannot know the bands' pixel type).
+    """
+    tables = [pq.read_table(p) for p in paths]
+    return pa.concat_tables([t for t in tables if t.num_rows] or tables[:1], promote_options="default")

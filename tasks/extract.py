@@ -9,8 +9,6 @@ from prefect import get_run_logger, task
 
 from rasteret_core import Settings, load, read_geometry_table
 from rasteret_core._delta import write_table
-from rasteret_core._points import sample_table
-from rasteret_core._read import check_bands
 
 from ._common import COMMIT_TAGS, IO_TAGS, RETRY_OPTIONS, read_staged, retry_if_retryable, stage_table, widen_unsigned
 
@@ -69,8 +67,7 @@ def sample_point_batch(
     col = load(collection_uri, version=version, settings=settings)
     table, crs = read_geometry_table(points, geometry_column=geometry_column, geometry_crs=geometry_crs)
     batch = table.slice(start, stop - start)
-    out, stats = sample_table(col.to_arrow(), batch, crs, check_bands(col.bands, bands), settings=settings,
-                              geometry_column=geometry_column, match=match)  # type: ignore[arg-type]
+    out, stats = col.sample_table(batch, bands, geometry_crs=crs, geometry_column=geometry_column, match=match)
     path = stage_table(out, stage, f"points-{start:08d}")
     get_run_logger().info(
         "points [%d, %d): %d rows, %d requests, %d bytes", start, stop, out.num_rows, stats.requests, stats.bytes
