@@ -72,7 +72,7 @@ def _asset(band: str, size: int, ids: np.ndarray, epsg: np.ndarray, origin: np.n
             pa.array(np.full(n * k, 8, np.int32)), pa.array(np.full(n * k, 2, np.int32)),
             pa.array(np.ones(n * k, np.int32)), pa.array(rep([0] + [1] * (k - 1)).astype(np.int32)),
             _list(list_offsets, pa.array(offsets.ravel())), _list(list_offsets, pa.array(byte_counts.ravel())),
-            pa.nulls(n * k, pa.binary()),
+            pa.nulls(n * k, pa.binary()), pa.nulls(n * k, pa.list_(pa.int32())),
         ],
         fields=list(IMAGE_TYPE),
     )
@@ -84,6 +84,7 @@ def _asset(band: str, size: int, ids: np.ndarray, epsg: np.ndarray, origin: np.n
             pa.array(np.full(n, "<")), pa.array(np.zeros(n, bool)),
             pa.array([f"EPSG:{e}" for e in epsg]), _list(np.arange(n + 1) * 6, pa.array(transform.ravel())),
             pa.array(np.zeros(n)), pa.array(np.zeros(n, bool)), pa.nulls(n, pa.string()),
+            pa.array(np.full(n, "epsg")), pa.nulls(n, pa.list_(pa.string())),
             pa.array(total), pa.array([f'"{i}-{band}"' for i in ids]),
             pa.array(np.full(n, "2024-06-01T00:00:00+00:00")),
             _list(np.arange(n + 1) * k, images),

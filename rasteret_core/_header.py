@@ -66,6 +66,7 @@ class ImageInfo:
     tile_offsets: np.ndarray  # int64, one per tile (per strip)
     tile_byte_counts: np.ndarray  # int64
     jpeg_tables: bytes | None = None
+    extra_samples: tuple[int, ...] = ()  # ExtraSamples: 0 unspecified, 1 associated alpha, 2 unassociated alpha
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
@@ -77,7 +78,9 @@ class ImageInfo:
 
     @property
     def dtype(self) -> np.dtype:
-        """The numpy dtype of one sample (native byte order)."""
+        """The numpy dtype of one sample (native byte order); 1-bit samples read as uint8 0/1, as GDAL does."""
+        if self.bits_per_sample == 1:
+            return np.dtype("u1")
         kind = {1: "u", 2: "i", 3: "f"}[self.sample_format]
         return np.dtype(f"{kind}{self.bits_per_sample // 8}")
 
@@ -97,6 +100,15 @@ class ImageInfo:
     def is_mask(self) -> bool:
         return bool(self.subfile_type & 4)
 
+    @property
+    def alpha_sample(self) -> int | None:
+        """The sample GDAL reads as the alpha band (ExtraSamples 1 or 2), if any."""
+        base = self.samples_per_pixel - len(self.extra_samples)
+        for i, kind in enumerate(self.extra_samples):
+            if kind in (1, 2):
+                return base + i
+        return None
+
     def tile_index(self, row: int, col: int, sample: int = 0) -> int:
         """Index into the tile tables of tile (row, col) holding ``sample``."""
         index = row * self.tiles_across + col
@@ -113,11 +125,13 @@ class TiffHeader:
     byte_order: str  # "<" little endian (II), ">" big endian (MM)
     bigtiff: bool
     images: tuple[ImageInfo, ...]  # images[0] is the full resolution; then file order
-    crs: str | None  # "EPSG:<code>", or None when the file has no GeoKeys
+    crs: str | None  # "EPSG:<code>", else WKT; None when the file has no GeoKeys
     transform: tuple[float, float, float, float, float, float] | None
     nodata: float | None
     pixel_is_point: bool = False
     gdal_metadata: str | None = None
+    crs_source: str | None = None  # where ``crs`` came from: "epsg", "geokeys", "citation" (ESRI PE) or "catalog"
+    warnings: tuple[str, ...] = ()  # what the file says that GDAL ignores (an impossible nodata, say)
     size: int | None = None  # bytes in the file, when the store told us
     header_bytes_read: int = field(default=0)
     header_requests: int = field(default=0)

@@ -36,13 +36,20 @@ header (null until enriched), :data:`HEADER_TYPE`:
 ``nodata``         GDAL_NODATA, when set
 ``pixel_is_point`` the raster says PixelIsPoint (``transform`` is already shifted)
 ``gdal_metadata``  the GDAL_METADATA XML, when present
+``crs_source``     where ``crs`` came from: ``epsg`` (an EPSG code in the GeoKeys),
+                   ``geokeys`` (a user-defined CRS built from the keys, as libgeotiff
+                   does), ``citation`` (an ESRI PE string) or ``catalog`` (the record's
+                   ``proj:wkt2``/``proj:projjson``, when the keys cannot be resolved)
+``warnings``       what the file says that GDAL ignores (say, a nodata value outside
+                   the dtype's range), one sentence each
 ``size``           object size in bytes, from the store (HEAD) at enrichment
 ``etag``           object ETag at enrichment (as the store sent it, quotes kept);
                    compared at read time to detect a replaced COG
 ``last_modified``  object last-modified time at enrichment, ISO 8601 UTC
 ``images``         ``list<IMAGE>``: ``images[0]`` the full resolution, then the
                    overviews and masks in file order (:data:`IMAGE_TYPE`: size,
-                   tile size, sample layout, codec, predictor, ``subfile_type``,
+                   tile size, sample layout, codec, predictor, ``subfile_type``
+                   (bit 2: a mask), ``extra_samples`` (alpha),
                    and the tile tables ``tile_offsets`` / ``tile_byte_counts`` as
                    byte offsets and lengths within the object)
 =================  ===========================================================
@@ -106,6 +113,7 @@ IMAGE_TYPE = pa.struct(
         ("tile_offsets", pa.list_(pa.int64())),
         ("tile_byte_counts", pa.list_(pa.int64())),
         ("jpeg_tables", pa.binary()),
+        ("extra_samples", pa.list_(pa.int32())),
     ]
 )
 """One IFD: the full resolution, an overview or a mask."""
@@ -119,6 +127,8 @@ HEADER_TYPE = pa.struct(
         ("nodata", pa.float64()),
         ("pixel_is_point", pa.bool_()),
         ("gdal_metadata", pa.string()),
+        ("crs_source", pa.string()),
+        ("warnings", pa.list_(pa.string())),
         ("size", pa.int64()),
         ("etag", pa.string()),
         ("last_modified", pa.string()),
@@ -339,6 +349,8 @@ def header_to_dict(
         "nodata": header.nodata,
         "pixel_is_point": header.pixel_is_point,
         "gdal_metadata": header.gdal_metadata,
+        "crs_source": header.crs_source,
+        "warnings": list(header.warnings),
         "size": size if size is not None else header.size,
         "etag": etag,
         "last_modified": last_modified,
@@ -365,6 +377,7 @@ def _image_to_dict(im: ImageInfo) -> dict[str, Any]:
         "tile_offsets": im.tile_offsets.tolist(),
         "tile_byte_counts": im.tile_byte_counts.tolist(),
         "jpeg_tables": im.jpeg_tables,
+        "extra_samples": list(im.extra_samples),
     }
 
 
@@ -388,6 +401,7 @@ def header_from_dict(d: dict[str, Any], *, uri: str) -> TiffHeader:
             tile_offsets=np.asarray(im["tile_offsets"], dtype=np.int64),
             tile_byte_counts=np.asarray(im["tile_byte_counts"], dtype=np.int64),
             jpeg_tables=im["jpeg_tables"],
+            extra_samples=tuple(im.get("extra_samples") or ()),
         )
         for im in d["images"]
     )
@@ -402,5 +416,7 @@ def header_from_dict(d: dict[str, Any], *, uri: str) -> TiffHeader:
         nodata=d["nodata"],
         pixel_is_point=bool(d["pixel_is_point"]),
         gdal_metadata=d["gdal_metadata"],
+        crs_source=d.get("crs_source"),
+        warnings=tuple(d.get("warnings") or ()),
         size=d["size"],
     )

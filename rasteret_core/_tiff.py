@@ -51,6 +51,7 @@ TILE_WIDTH = 322
 TILE_LENGTH = 323
 TILE_OFFSETS = 324
 TILE_BYTE_COUNTS = 325
+EXTRA_SAMPLES = 338
 SAMPLE_FORMAT = 339
 JPEG_TABLES = 347
 MODEL_PIXEL_SCALE = 33550
@@ -77,6 +78,7 @@ _TAG_NAMES = {
     TILE_LENGTH: "TileLength",
     TILE_OFFSETS: "TileOffsets",
     TILE_BYTE_COUNTS: "TileByteCounts",
+    EXTRA_SAMPLES: "ExtraSamples",
     SAMPLE_FORMAT: "SampleFormat",
     JPEG_TABLES: "JPEGTables",
     MODEL_PIXEL_SCALE: "ModelPixelScale",
@@ -463,6 +465,7 @@ async def _read_image(ifd: _IFD) -> ImageInfo:
         tile_offsets=(await ifd.ints(offsets_tag))[:expected],
         tile_byte_counts=(await ifd.ints(counts_tag))[:expected],
         jpeg_tables=await ifd.raw(JPEG_TABLES) if ifd.has(JPEG_TABLES) else None,
+        extra_samples=tuple((await ifd.ints(EXTRA_SAMPLES)).tolist()[:samples]) if ifd.has(EXTRA_SAMPLES) else (),
     )
 
 
