@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from ._fetch import read_headers
+from ._header import TiffHeader
 from ._schema import header_to_dict
-from ._store import IOStats
-from .errors import RasteretError
+from ._store import IOStats, ObjectInfo
+from .errors import RasteretError, UnsupportedTiffError
 from .settings import Settings
 
 __all__ = ["EnrichResult", "HeaderFailure", "enrich_records"]
@@ -62,6 +63,7 @@ def enrich_records(
     )
 
     results, stats = read_headers(todo, settings, on_done=progress) if todo else ({}, IOStats())
+    results = {uri: _placeable(result) for uri, result in results.items()}
     failures = []
     for row in rows:
         for band, asset in (row["assets"] or {}).items():
@@ -80,3 +82,21 @@ def enrich_records(
         log.warning("header of %s (record %s, band %s) not parsed: %s", failure.href, failure.record_id, failure.band, failure.error)
     out = pa.Table.from_pylist(rows, schema=table.schema)
     return EnrichResult(out, tuple(failures), len(todo) - len({f.href for f in failures}), stats)
+
+
+def _placeable(
+    result: tuple[TiffHeader, ObjectInfo] | RasteretError,
+) -> tuple[TiffHeader, ObjectInfo] | RasteretError:
+    """The parse result, or an error when GDAL could not place the raster on Earth either."""
+    if isinstance(result, RasteretError):
+        return result
+    header = result[0]
+    if header.transform is None or header.crs is None:
+        missing = "a geotransform" if header.transform is None else "a CRS"
+        return UnsupportedTiffError(
+            f"the raster has no {missing} (GCPs only, or no georeferencing): a collection places every "
+            "record on Earth, and GDAL cannot either without warping; georeference it first "
+            "(gdalwarp, or gdal_translate -a_srs/-a_ullr) or leave the file out",
+            uri=header.uri,
+        )
+    return result

@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import math
 import os
 import threading
 from collections import defaultdict
@@ -23,8 +24,8 @@ import shapely
 
 from ._decode import decode_tile
 from ._geometry import apply_affine, inverse_affine
-from ._header import TiffHeader
-from ._planner import ChunkPlan, ReadPlan, RangeRequest
+from ._header import ImageInfo, TiffHeader
+from ._planner import ChunkPlan, RangeRequest, ReadPlan, TilePart, Window
 from ._store import IOStats, ObjectInfo, Stores
 from ._tiff import parse_header
 from .errors import FetchError, RasteretError
@@ -37,17 +38,28 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def execute_plan(plan: ReadPlan, stores: Stores) -> list[np.ndarray]:
+async def execute_plan(plan: ReadPlan, stores: Stores, *, masked: bool = False) -> list[np.ndarray]:
     """Run ``plan``; return one array per chunk (window shape, native dtype), masked with its fill.
 
     Pixels outside the chunk's geometry (per rasterio.mask rules, honouring
-    ``plan.all_touched``) and tiles that are sparse hold the chunk's fill value.
+    ``plan.all_touched``), pixels GDAL's mask band marks invalid (an internal mask,
+    nodata, alpha; see :class:`~rasteret_core._planner.MaskPlan`) and sparse tiles hold
+    the chunk's fill value. With ``masked`` each array is a ``numpy.ma.MaskedArray``
+    whose mask is True at those pixels (as rasterio's ``read(masked=True)``).
     """
     outs = [np.full((c.window.height, c.window.width), c.fill, dtype=c.image.dtype) for c in plan.chunks]
-    users: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+    valid = [np.ones((c.window.height, c.window.width), dtype=bool) for c in plan.chunks]
+    users: dict[tuple[str, int, int], list[tuple[int, bool]]] = defaultdict(list)  # -> (chunk, is its mask)
     for ci, chunk in enumerate(plan.chunks):
         for tile in chunk.tiles:
-            users[(chunk.uri, chunk.ifd, tile)].append(ci)
+            users[(chunk.uri, chunk.ifd, tile)].append((ci, False))
+        mask = chunk.mask
+        if mask is not None and mask.image is not None and mask.ifd is not None:
+            for tile in mask.tiles:
+                if mask.image.tile_byte_counts[tile] == 0:  # a sparse mask tile reads 0: invalid
+                    _paste(valid[ci], chunk.window, mask.image, tile, np.zeros((1, 1, 1), bool), 0)
+                else:
+                    users[(chunk.uri, mask.ifd, tile)].append((ci, True))
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=stores.settings.decode_threads, thread_name_prefix="rasteret-decode") as pool:
 
@@ -62,45 +74,66 @@ async def execute_plan(plan: ReadPlan, stores: Stores) -> list[np.ndarray]:
                 )
             decodes = []
             for part in req.parts:
-                chunk_ids = users[(req.uri, part.ifd, part.tile)]
-                first = plan.chunks[chunk_ids[0]]
                 raw = data[part.offset - req.start : part.offset - req.start + part.length]
+                chunk_users = users[(req.uri, part.ifd, part.tile)]
                 decodes.append(
-                    loop.run_in_executor(
-                        pool, _decode_and_paste, raw, part.tile, [plan.chunks[i] for i in chunk_ids],
-                        [outs[i] for i in chunk_ids], first,
-                    )
+                    loop.run_in_executor(pool, _decode_and_paste, raw, part, plan.chunks, chunk_users, outs, valid)
                 )
             await asyncio.gather(*decodes)
 
         await asyncio.gather(*(run(req) for req in plan.requests))
         grids = {(id(c.geometry), c.transform, c.window.height, c.window.width): c for c in plan.chunks}
-        masks = dict(zip(grids, await asyncio.gather(
+        inside = dict(zip(grids, await asyncio.gather(
             *(loop.run_in_executor(pool, rasterize_mask, c.geometry, c.transform, c.window.height, c.window.width,
                                    plan.all_touched) for c in grids.values())
         )))
-    for out, chunk in zip(outs, plan.chunks):
-        out[~masks[(id(chunk.geometry), chunk.transform, chunk.window.height, chunk.window.width)]] = chunk.fill
-    return outs
+    results: list[np.ndarray] = []
+    for out, ok, chunk in zip(outs, valid, plan.chunks):
+        if chunk.mask is not None and chunk.mask.kind == "nodata":
+            nodata = chunk.mask.nodata
+            ok &= ~np.isnan(out) if nodata is not None and math.isnan(nodata) else out != nodata
+        ok &= inside[(id(chunk.geometry), chunk.transform, chunk.window.height, chunk.window.width)]
+        out[~ok] = chunk.fill
+        results.append(np.ma.MaskedArray(out, mask=~ok) if masked else out)
+    return results
 
 
-def _decode_and_paste(raw: bytes, tile: int, chunks: list[ChunkPlan], outs: list[np.ndarray], first: ChunkPlan) -> None:
-    image = first.image
-    pixels = decode_tile(raw, image, byte_order=first.byte_order, uri=first.uri, tile=tile)
-    per_plane = image.tiles_across * image.tiles_down
-    local = tile % per_plane
+def _decode_and_paste(
+    raw: bytes, part: TilePart, chunks: Sequence[ChunkPlan], users: list[tuple[int, bool]],
+    outs: list[np.ndarray], valid: list[np.ndarray],
+) -> None:
+    """Decode one tile once and paste it into every chunk that reads it: as pixels, or as a chunk's mask."""
+    ci, is_mask = users[0]
+    first = chunks[ci]
+    image = first.mask.image if is_mask and first.mask is not None and first.mask.image is not None else first.image
+    pixels = decode_tile(raw, image, byte_order=first.byte_order, uri=first.uri, tile=part.tile, offset=part.offset)
+    for ci, is_mask in users:
+        chunk = chunks[ci]
+        if is_mask:
+            assert chunk.mask is not None
+            sample = 0 if image.planar_config == 2 else chunk.mask.sample
+            _paste(valid[ci], chunk.window, image, part.tile, pixels[sample : sample + 1] != 0, 0)
+        else:
+            sample = 0 if image.planar_config == 2 else chunk.sample
+            _paste(outs[ci], chunk.window, image, part.tile, pixels, sample)
+
+
+def _paste(out: np.ndarray, window: Window, image: ImageInfo, tile: int, pixels: np.ndarray, plane: int) -> None:
+    """Copy sample ``plane`` of a decoded tile into ``out`` (which holds ``window``), where they overlap.
+
+    A ``pixels`` array of shape ``(1, 1, 1)`` broadcasts its one value over the tile.
+    """
+    local = tile % (image.tiles_across * image.tiles_down)
     trow, tcol = divmod(local, image.tiles_across)
     y0, x0 = trow * image.tile_height, tcol * image.tile_width
-    for chunk, out in zip(chunks, outs):
-        w = chunk.window
-        r0, r1 = max(y0, w.row_off), min(y0 + image.tile_height, w.row_off + w.height)
-        c0, c1 = max(x0, w.col_off), min(x0 + image.tile_width, w.col_off + w.width)
-        if r0 >= r1 or c0 >= c1:
-            continue
-        plane = 0 if image.planar_config == 2 else chunk.sample
-        out[r0 - w.row_off : r1 - w.row_off, c0 - w.col_off : c1 - w.col_off] = pixels[
-            plane, r0 - y0 : r1 - y0, c0 - x0 : c1 - x0
-        ]
+    r0, r1 = max(y0, window.row_off), min(y0 + image.tile_height, window.row_off + window.height)
+    c0, c1 = max(x0, window.col_off), min(x0 + image.tile_width, window.col_off + window.width)
+    if r0 >= r1 or c0 >= c1:
+        return
+    source = pixels[plane]
+    if source.shape != (1, 1):
+        source = source[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]
+    out[r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off] = source
 
 
 def rasterize_mask(
@@ -256,18 +289,25 @@ def with_stores(settings: Settings, work: Callable[[Stores], Coroutine[Any, Any,
 
 
 def read_plan(
-    plan: ReadPlan, settings: Settings, *, check: Callable[[Stores], Coroutine[Any, Any, None]] | None = None
+    plan: ReadPlan,
+    settings: Settings,
+    *,
+    check: Callable[[Stores], Coroutine[Any, Any, None]] | None = None,
+    masked: bool = False,
 ) -> tuple[list[np.ndarray], IOStats]:
     """Run a plan from sync code on the shared runtime; return its arrays and the I/O it took.
 
     ``check`` runs alongside the fetches on the same stores (say, that the objects are
-    still those the headers came from); its error wins over the read's.
+    still those the headers came from); its error wins over the read's. ``masked`` as
+    in :func:`execute_plan`.
     """
 
     async def go(stores: Stores) -> tuple[list[np.ndarray], IOStats]:
         if check is None:
-            return await execute_plan(plan, stores), stores.stats
-        checked, arrays = await asyncio.gather(check(stores), execute_plan(plan, stores), return_exceptions=True)
+            return await execute_plan(plan, stores, masked=masked), stores.stats
+        checked, arrays = await asyncio.gather(
+            check(stores), execute_plan(plan, stores, masked=masked), return_exceptions=True
+        )
         for outcome in (checked, arrays):
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -15,6 +15,7 @@ import math
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import shapely
 from pyproj import CRS
@@ -28,6 +29,7 @@ __all__ = [
     "Window",
     "ChunkRequest",
     "ChunkPlan",
+    "MaskPlan",
     "TilePart",
     "RangeRequest",
     "ReadPlan",
@@ -36,6 +38,7 @@ __all__ = [
     "coalesce_ranges",
     "resolve_overview",
     "select_image",
+    "plan_mask",
 ]
 
 
@@ -72,6 +75,24 @@ class ChunkRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class MaskPlan:
+    """Where a chunk's valid pixels come from: GDAL's mask band of the image read.
+
+    ``kind`` is ``"ifd"`` (an internal mask image: ``image`` at ``ifd``, valid where
+    non-zero), ``"nodata"`` (valid where the pixel is not ``nodata``; NaN matches NaN)
+    or ``"alpha"`` (sample ``sample`` of ``image``, the alpha band: valid where non-zero).
+    ``tiles`` index ``image``'s tile tables; a sparse mask tile reads as 0 (invalid).
+    """
+
+    kind: Literal["ifd", "nodata", "alpha"]
+    image: ImageInfo | None = None
+    ifd: int | None = None
+    sample: int = 0
+    tiles: tuple[int, ...] = ()
+    nodata: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ChunkPlan:
     """The planned read of one chunk: a window of one image and the tiles it touches."""
 
@@ -87,6 +108,7 @@ class ChunkPlan:
     fill: float
     geometry: shapely.Geometry | None  # in the raster CRS; None keeps the whole window
     tiles: tuple[int, ...]  # indices into the image's tile tables
+    mask: MaskPlan | None = None  # None: every pixel of the raster is valid
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +145,9 @@ class ReadPlan:
 
     def summary(self) -> dict[str, int]:
         """Counts before any I/O: chunks, tiles, requests, bytes to read, tile bytes needed."""
-        tiles = {(c.uri, c.ifd, t) for c in self.chunks for t in c.tiles}
+        tiles = {(c.uri, c.ifd, t) for c in self.chunks for t in c.tiles} | {
+            (c.uri, c.mask.ifd, t) for c in self.chunks if c.mask is not None for t in c.mask.tiles
+        }
         sizes = {(r.uri, p.ifd, p.tile): p.length for r in self.requests for p in r.parts}
         return {
             "chunks": len(self.chunks),
@@ -186,6 +210,28 @@ def select_image(header: TiffHeader, overview: int | None) -> tuple[ImageInfo, i
     sx, sy = header.image.width / image.width, header.image.height / image.height
     a, b, c, d, e, f = header.transform
     return image, header.images.index(image), (a * sx, b * sy, c, d * sx, e * sy, f)
+
+
+def plan_mask(header: TiffHeader, image: ImageInfo, ifd: int, sample: int, window: Window) -> MaskPlan | None:
+    """GDAL's mask band for ``sample`` of ``image`` (an IFD of ``header``) within ``window``.
+
+    The GeoTIFF driver's precedence, checked against GDAL: an internal mask IFD of the
+    image's size first (``GDAL_TIFF_INTERNAL_MASK``; it wins over nodata), then the
+    nodata value, then an alpha band (ExtraSamples 1 or 2) for the first band of a
+    2-band file and the first three of a 4-band file. The alpha band itself, and
+    everything else, is all valid (None).
+    """
+    for index, candidate in enumerate(header.images):
+        if candidate.is_mask and (candidate.width, candidate.height) == (image.width, image.height):
+            if (candidate.subfile_type & 1) == (image.subfile_type & 1):
+                check_supported(candidate, uri=header.uri)
+                return MaskPlan(kind="ifd", image=candidate, ifd=index, tiles=_tiles_for(candidate, window, 0))
+    if header.nodata is not None:
+        return MaskPlan(kind="nodata", nodata=header.nodata)
+    alpha = image.alpha_sample
+    if (image.samples_per_pixel, alpha) in ((2, 1), (4, 3)) and alpha is not None and sample < alpha:
+        return MaskPlan(kind="alpha", image=image, ifd=ifd, sample=alpha, tiles=_tiles_for(image, window, alpha))
+    return None
 
 
 def _clip(window: Window, width: int, height: int) -> Window:
@@ -273,6 +319,7 @@ def plan_read(
                 fill=header.nodata if header.nodata is not None else 0,
                 geometry=geom if req.window is None else None,
                 tiles=_tiles_for(image, window, req.sample),
+                mask=plan_mask(header, image, ifd, req.sample, window),
             )
         )
     return ReadPlan(tuple(chunks), _plan_requests(chunks, coalesce_gap, max_request_bytes), all_touched)
@@ -281,12 +328,15 @@ def plan_read(
 def _plan_requests(chunks: Sequence[ChunkPlan], gap: int, max_bytes: int) -> tuple[RangeRequest, ...]:
     by_uri: dict[str, dict[tuple[int, int], TilePart]] = defaultdict(dict)
     for chunk in chunks:
-        for tile in chunk.tiles:
-            length = int(chunk.image.tile_byte_counts[tile])
-            if length == 0:  # sparse tile: nothing to read, stays fill
-                continue
-            part = TilePart(chunk.ifd, tile, int(chunk.image.tile_offsets[tile]), length)
-            by_uri[chunk.uri][(chunk.ifd, tile)] = part
+        sources = [(chunk.image, chunk.ifd, chunk.tiles)]
+        if chunk.mask is not None and chunk.mask.image is not None and chunk.mask.ifd is not None:
+            sources.append((chunk.mask.image, chunk.mask.ifd, chunk.mask.tiles))  # coalesced with the data
+        for image, ifd, tiles in sources:
+            for tile in tiles:
+                length = int(image.tile_byte_counts[tile])
+                if length == 0:  # sparse tile: nothing to read, stays fill
+                    continue
+                by_uri[chunk.uri][(ifd, tile)] = TilePart(ifd, tile, int(image.tile_offsets[tile]), length)
     out: list[RangeRequest] = []
     for uri, parts_by_key in by_uri.items():
         parts = list(parts_by_key.values())

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "TiffFormatError",
     "UnsupportedTiffError",
+    "UnresolvedCRSError",
     "PlanningError",
     "GeometryError",
     "BandError",
@@ -65,6 +66,19 @@ class UnsupportedTiffError(TiffFormatError):
         super().__init__(detail, uri=uri)
 
 
+class UnresolvedCRSError(UnsupportedTiffError):
+    """A GeoTIFF's GeoKeys do not define a CRS Rasteret can build (a missing key, an unknown code).
+
+    The rest of the header is sound: given a CRS from elsewhere (the ``fallback_crs`` of
+    :func:`~rasteret_core.parse_header`; enrichment passes the record's catalog CRS),
+    the header parses.
+
+    Attributes:
+        tag: The GeoKey that could not be resolved.
+        value: Its value (None when the key is missing).
+    """
+
+
 class PlanningError(RasteretError):
     """A read request cannot be planned against the collection."""
 
@@ -113,13 +127,19 @@ class DecodeError(RasteretError):
         uri: The file.
         tile: The tile (or strip) index within its image.
         codec: The TIFF compression code.
+        offset: Where the tile's bytes start in the file, when known.
     """
 
-    def __init__(self, message: str, *, uri: str, tile: int, codec: int) -> None:
+    def __init__(self, message: str, *, uri: str, tile: int, codec: int, offset: int | None = None) -> None:
         self.uri = uri
         self.tile = tile
         self.codec = codec
-        super().__init__(f"{uri}: tile {tile} (compression {codec}): {message}")
+        self.offset = offset
+        where = f"tile {tile}" if offset is None else f"tile {tile} at byte {offset}"
+        super().__init__(
+            f"{uri}: {where} (compression {codec}): {message}; the file is corrupt or was replaced since "
+            "indexing: check it with gdalinfo -checksum, then re-enrich the collection"
+        )
 
 
 class CollectionError(RasteretError):

@@ -5,9 +5,9 @@ BigTIFF, overviews, nodata, sparse tiles, PixelIsPoint, georeferencing) are far
 too many for their full product, so :func:`matrix` picks a pairwise covering
 set: every feasible pair of values of two axes appears in at least one file.
 The choice is greedy and seeded, so the list is the same on every run. A few
-extra files carry what the tests must refuse (1-bit, 12-bit and complex
-samples), cannot place (no georeferencing), or must not compare with a masked
-GDAL read (RGBA whose binary alpha LERC stores as its mask).
+extra files carry what the tests must refuse (12-bit and complex samples) or
+cannot place (no georeferencing), 1-bit samples, and an RGBA file whose binary
+alpha LERC stores as its mask.
 
 Every file is written by GDAL (through rasterio), the oracle the tests compare
 Rasteret's reads with. Content is a smooth field plus noise, different per
@@ -311,8 +311,7 @@ def matrix(seed: int = 3, candidates: int = 40) -> tuple[Case, ...]:
              georef="none", overviews="internal"),
         Case(name=f"{n + 2:03d}_lerc_rgba_alpha_mask", codec="lerc", dtype="uint8", bands=4, block="tile32",
              binary_alpha=True),
-        Case(name=f"{n + 3:03d}_refused_1bit", codec="none", dtype="uint8", nbits=1, block="strip13",
-             expect=("BitsPerSample", 1)),
+        Case(name=f"{n + 3:03d}_1bit", codec="none", dtype="uint8", nbits=1, block="strip13"),
         Case(name=f"{n + 4:03d}_refused_12bit", codec="deflate", dtype="uint16", nbits=12, block="tile32",
              expect=("BitsPerSample", 12)),
         Case(name=f"{n + 5:03d}_refused_complex64", codec="none", dtype="complex64", block="tile32",

@@ -44,9 +44,8 @@ T = TypeVar("T")
 BUCKET = "rasteret-oracle"
 CASES = matrix()
 READABLE = [c for c in CASES if c.expect is None]  # decoded whole, IFD by IFD
-# ... and read by AOI, but for the binary-alpha file (rasterio.mask blanks its alpha-0 pixels,
-# Rasteret applies no alpha) and those without georeferencing
-READ = [c for c in READABLE if c.georef != "none" and not c.binary_alpha]
+# ... and read by AOI, but for those without georeferencing
+READ = [c for c in READABLE if c.georef != "none"]
 NOGEO = [c for c in READABLE if c.georef == "none"]
 REFUSED = [c for c in CASES if c.expect is not None]
 MAX_EXAMPLES = 10

@@ -298,7 +298,8 @@ def test_image_codec_of_the_wrong_shape_raises_decode_error() -> None:
         (dict(predictor=4, compression=8), "Predictor", 4),
         (dict(predictor=3, compression=8), "Predictor", 3),  # on integers
         (dict(predictor=2, compression=7), "Predictor", 2),
-        (dict(bits_per_sample=1), "BitsPerSample", 1),
+        (dict(bits_per_sample=1, predictor=2, compression=8), "BitsPerSample", 1),
+        (dict(bits_per_sample=1, compression=7), "BitsPerSample", 1),
         (dict(bits_per_sample=12), "BitsPerSample", 12),
         (dict(bits_per_sample=24, sample_format=3), "BitsPerSample", 24),
         (dict(bits_per_sample=8, sample_format=3), "BitsPerSample", 8),

@@ -311,19 +311,34 @@ def test_real_field_types(byte_order: str, ftype: int, scale: list[float]) -> No
 def test_ascii_and_undefined_values() -> None:
     tables = bytes(range(200))
     tags = strip_image(
-        t259=(3, [7]), t347=(7, tables), t42112=(2, b"<GDALMetadata></GDALMetadata>\0"), t42113=(2, b"-9999\0")
+        t259=(3, [7]), t347=(7, tables), t42112=(2, b"<GDALMetadata></GDALMetadata>\0"), t42113=(2, b"200\0")
     )
     header = parse(build_tiff([tags]))
     assert header.image.jpeg_tables == tables
     assert header.gdal_metadata == "<GDALMetadata></GDALMetadata>"
-    assert header.nodata == -9999.0
+    assert header.nodata == 200.0
+    assert header.warnings == ()
+
+
+@pytest.mark.parametrize(("nodata", "kept"), [(b"-10000", None), (b"256", None), (b"-1", None), (b"255", 255.0),
+                                              (b"0", 0.0), (b"nan", "nan")])
+def test_nodata_a_pixel_cannot_hold_is_ignored_with_a_warning(nodata: bytes, kept: object) -> None:
+    header = parse(build_tiff([strip_image(t42113=(2, nodata + b"\0"))]))  # uint8 pixels
+    if kept is None:
+        assert header.nodata is None
+        assert len(header.warnings) == 1 and "outside the range of uint8" in header.warnings[0]
+    elif kept == "nan":
+        assert header.nodata is not None and math.isnan(header.nodata)
+    else:
+        assert header.nodata == kept and header.warnings == ()
 
 
 @pytest.mark.parametrize(
     ("text", "value"), [(b"nan", math.nan), (b"-inf", -math.inf), (b"inf", math.inf), (b" 1e20 ", 1e20), (b"0", 0.0)]
 )
 def test_nodata_strings(text: bytes, value: float) -> None:
-    nodata = parse(build_tiff([strip_image(t42113=(2, text + b"\0"))])).nodata
+    float32 = {"t258": (3, [32]), "t339": (3, [3]), "t279": (4, [4 * 2 * 4])}
+    nodata = parse(build_tiff([strip_image(t42113=(2, text + b"\0"), **float32)])).nodata
     assert nodata == value or (math.isnan(nodata) and math.isnan(value))
 
 
