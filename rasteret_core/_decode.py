@@ -1,14 +1,32 @@
-"""Decode TIFF tiles (and strips) on the CPU with imagecodecs.
+"""Decode TIFF tiles (and strips) on the CPU, to the pixels GDAL reads.
 
 :func:`decode_tile` turns the bytes of one tile into a native-byte-order array
 ``[sample, row, column]`` of the full tile size; :func:`check_supported` tells at
 plan time whether an image can be decoded at all.
+
+Codecs come from imagecodecs, except JPEG with YCbCr samples (PHOTOMETRIC=YCBCR).
+Those tiles decode with IJG libjpeg 9f, bundled by PyPI ``jpeglib``: the libjpeg
+in rasterio's wheels (``libjpeg.so.9.6.0``), so they match GDAL exactly. libjpeg-turbo
+(imagecodecs) differs there by tens of grey levels: for subsampled chroma IJG libjpeg 7
+and later scale the chroma IDCT up (16x16 for 2x2 subsampling) where libjpeg-turbo
+upsamples with a triangle filter, and even without subsampling its YCbCr to RGB
+conversion differs by 1. A GDAL built on libjpeg-turbo (as some Linux distributions
+ship it) gives libjpeg-turbo's pixels, not these. RGB and greyscale JPEG decode with
+libjpeg-turbo, whose 8x8 integer IDCT gives IJG libjpeg 9's pixels.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.util
+import logging
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import imagecodecs
 import numpy as np
@@ -17,6 +35,8 @@ from ._header import ImageInfo
 from .errors import DecodeError, UnsupportedTiffError
 
 __all__ = ["check_supported", "decode_tile"]
+
+logger = logging.getLogger(__name__)
 
 # TIFF compression code -> imagecodecs codec that decodes it.
 _BYTE_CODECS = {  # these return bytes, unpacked here (and un-predicted)
@@ -169,12 +189,196 @@ def _unpack(buffer: bytes, image: ImageInfo, shape: tuple[int, int, int], byte_o
 
 
 def _decode_jpeg(data: bytes, image: ImageInfo, samples: int, byte_order: str) -> np.ndarray:
+    if image.photometric == 6 and samples == 3:
+        # YCbCr: IJG libjpeg 9, as GDAL. A header outside the form checked below (never written by
+        # libtiff, libjpeg or libjpeg-turbo) decodes with libjpeg-turbo instead: close, not exact.
+        stream = _jpeg_stream(data, image.jpeg_tables)
+        size = None if stream is None else _parse_ycbcr_jpeg_header(stream)
+        if stream is not None and size is not None and size[1] == image.tile_width and size[0] <= image.tile_height:
+            return _decode_jpeg_ijg(stream, *size)
+        logger.debug("YCbCr JPEG tile with an unusual header (size %s): decoding with libjpeg-turbo", size)
     # libtiff writes RGB JPEG without a JFIF marker, so say it is RGB; YCbCr converts to RGB.
     colorspace = "RGB" if image.photometric == 2 and samples == 3 else None
     outcolorspace = "RGB" if image.photometric in (2, 6) and samples == 3 else None
     return imagecodecs.jpeg8_decode(
         data, tables=image.jpeg_tables, colorspace=colorspace, outcolorspace=outcolorspace
     )
+
+
+# IJG libjpeg 9f as PyPI jpeglib (1.0.2) bundles it, with its C wrapper around libjpeg (cjpeglib):
+# the wrapper turns libjpeg errors into a C++ exception it catches, so a bad tile cannot end
+# the process. Calling libjpeg itself through ctypes (jpeg_mem_src and friends) cannot be made
+# safe: libjpeg's error_exit must not return, and nothing in ctypes can unwind it.
+_IJG_VERSION = "9f"
+_JCS_RGB = 2  # libjpeg's J_COLOR_SPACE for RGB output
+_DO_FANCY_UPSAMPLING = 1  # jpeglib's flag bit: set it, on (libjpeg's default, and GDAL's)
+_JPEG_MAX_DIMENSION = 65500
+_SOF_MARKERS = (0xC0, 0xC1, 0xC2, 0xC9, 0xCA)  # the frames libjpeg 9 decodes (Huffman or arithmetic)
+
+
+def _decode_jpeg_ijg(stream: bytes, height: int, width: int) -> np.ndarray:
+    """Decode a YCbCr JPEG stream (checked by :func:`_parse_ycbcr_jpeg_header`) to RGB with IJG libjpeg 9f.
+
+    jpeglib's wrapper reads a file path: the stream goes to an in-memory file
+    (``memfd_create``) opened through ``/proc/self/fd``, so nothing touches the disk.
+    ctypes releases the GIL for the call and each call has its own libjpeg state,
+    so tiles decode in parallel threads without a lock.
+    """
+    out = np.empty((height, width, 3), np.uint8)
+    with _stream_path(stream) as path:
+        status = _ijg_library().read_jpeg_spatial(
+            os.fsencode(path), out.ctypes.data, None, None, _JCS_RGB, -1, -1, _DO_FANCY_UPSAMPLING, _DO_FANCY_UPSAMPLING
+        )
+    if status != 1:
+        raise RuntimeError(f"IJG libjpeg {_IJG_VERSION} could not decode the JPEG stream (its message is on stderr)")
+    return out
+
+
+@functools.cache
+def _ijg_library() -> ctypes.CDLL:
+    """Load jpeglib's libjpeg 9f library (once), without importing jpeglib or switching its global version."""
+    spec = importlib.util.find_spec("jpeglib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("YCbCr JPEG needs the jpeglib package (pip install jpeglib==1.0.2)")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "cjpeglib"
+    found = [f for f in folder.glob(f"cjpeglib_{_IJG_VERSION}.*") if f.suffix in (".so", ".pyd", ".dll")]
+    if len(found) != 1:
+        raise RuntimeError(f"jpeglib in {folder} lacks libjpeg {_IJG_VERSION}")
+    library = ctypes.CDLL(str(found[0]))
+    library.read_jpeg_spatial.argtypes = [
+        ctypes.c_char_p,  # source file
+        ctypes.c_void_p,  # out: height * width * components bytes
+        ctypes.c_void_p,  # colormap out (unused)
+        ctypes.c_void_p,  # colormap in (unused)
+        ctypes.c_int,  # out_color_space
+        ctypes.c_int,  # dither_mode (-1: libjpeg's default)
+        ctypes.c_int,  # dct_method (-1: libjpeg's default, JDCT_ISLOW, as libtiff leaves it)
+        ctypes.c_uint,  # flags to set
+        ctypes.c_uint,  # their values
+    ]
+    library.read_jpeg_spatial.restype = ctypes.c_int
+    return library
+
+
+@contextmanager
+def _stream_path(stream: bytes) -> Iterator[str]:
+    """Yield a path that reads as ``stream``: an in-memory file where the OS has one, else a temporary file."""
+    if hasattr(os, "memfd_create"):  # Linux
+        fd = os.memfd_create("rasteret-jpeg", os.MFD_CLOEXEC)
+        try:
+            _write_all(fd, stream)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    fd, path = tempfile.mkstemp(suffix=".jpg", prefix="rasteret-")
+    try:
+        _write_all(fd, stream)
+        os.close(fd)
+        fd = -1
+        yield path
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        os.unlink(path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _jpeg_stream(data: bytes, tables: bytes | None) -> bytes | None:
+    """Join the image's JPEGTables and a tile into one JPEG stream, as libtiff feeds them to libjpeg."""
+    if not tables:
+        return data
+    if tables[:2] != b"\xff\xd8" or tables[-2:] != b"\xff\xd9" or data[:2] != b"\xff\xd8":
+        return None
+    return tables[:-2] + data[2:]  # the tables' SOI and segments, then the tile after its SOI
+
+
+def _parse_ycbcr_jpeg_header(stream: bytes) -> tuple[int, int] | None:
+    """Return ``(height, width)`` of a YCbCr JPEG stream whose header IJG libjpeg 9 reads without error, else None.
+
+    jpeglib's wrapper crashes the process when libjpeg fails inside jpeg_read_header
+    (it then closes an uninitialised FILE pointer); errors later in the stream are
+    caught. So a stream reaches it only when this stricter reading of the header
+    passes every check libjpeg 9f makes there (jdmarker.c, and initial_setup in
+    jdinput.c): SOI; whole DQT, DHT, DRI, APPn and COM segments, no fill bytes; one
+    8-bit SOF of 3 components with ids 1, 2, 3 (which libjpeg takes for YCbCr, as
+    libtiff does) and sampling factors 1 to 4; then an SOS naming some of them.
+    """
+    if stream[:2] != b"\xff\xd8":
+        return None
+    pos, frame, marker_of_frame = 2, None, 0
+    while pos + 4 <= len(stream):
+        marker, length = stream[pos + 1], int.from_bytes(stream[pos + 2 : pos + 4], "big")
+        body = stream[pos + 4 : pos + 2 + length]
+        if stream[pos] != 0xFF or length < 2 or len(body) != length - 2:
+            return None
+        pos += 2 + length
+        if marker == 0xDA:  # SOS: where jpeg_read_header stops
+            if frame is None or not _sos_ok(body, marker_of_frame):
+                return None
+            return frame
+        if marker in _SOF_MARKERS and frame is None:
+            frame, marker_of_frame = _parse_sof(body), marker
+            ok = frame is not None
+        elif marker == 0xDB:
+            ok = _dqt_ok(body)
+        elif marker == 0xC4:
+            ok = _dht_ok(body)
+        else:
+            ok = (marker == 0xDD and length == 4) or 0xE0 <= marker <= 0xEF or marker == 0xFE  # DRI, APPn, COM
+        if not ok:
+            return None
+    return None
+
+
+def _parse_sof(body: bytes) -> tuple[int, int] | None:
+    if len(body) != 6 + 3 * 3 or body[0] != 8 or body[5] != 3:
+        return None
+    height, width = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
+    if not (0 < height <= _JPEG_MAX_DIMENSION and 0 < width <= _JPEG_MAX_DIMENSION):
+        return None
+    for i, (component, sampling, table) in enumerate(zip(body[6::3], body[7::3], body[8::3], strict=True)):
+        if component != i + 1 or not (1 <= sampling >> 4 <= 4 and 1 <= sampling & 15 <= 4) or table > 3:
+            return None
+    return height, width
+
+
+def _sos_ok(body: bytes, frame_marker: int) -> bool:
+    count = body[0] if body else 0
+    if not 1 <= count <= 3 or len(body) != 4 + 2 * count:
+        return False
+    ids = body[1 : 1 + 2 * count : 2]
+    if len(set(ids)) != count or not set(ids) <= {1, 2, 3}:
+        return False
+    # Sequential frames other than baseline take the block size from Se: 63 is 8x8.
+    return frame_marker not in (0xC1, 0xC9) or body[2 + 2 * count] == 63
+
+
+def _dqt_ok(body: bytes) -> bool:
+    pos = 0
+    while pos < len(body):
+        precision, index = divmod(body[pos], 16)
+        size = 64 * (precision + 1)
+        if index > 3 or precision > 1 or len(body) - pos - 1 < size:  # whole 8- or 16-bit tables 0 to 3
+            return False
+        pos += 1 + size
+    return True
+
+
+def _dht_ok(body: bytes) -> bool:
+    pos = 0
+    while len(body) - pos > 16:
+        index, count = body[pos], sum(body[pos + 1 : pos + 17])
+        pos += 17
+        if index & 0xEC or count > min(256, len(body) - pos):  # DC tables 0 to 3 (0x00-0x03), AC 0x10-0x13
+            return False
+        pos += count
+    return pos == len(body)
 
 
 def _decode_webp(data: bytes, image: ImageInfo, samples: int, byte_order: str) -> np.ndarray:
