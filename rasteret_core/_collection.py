@@ -212,6 +212,7 @@ class Collection:
         resolution: float | None = None,
         target_crs: Any | None = None,
         resampling: Resampling = "nearest",
+        masked: bool = False,
     ) -> np.ndarray:
         """Read the pixels of ``bands`` within ``geometry`` from every record it meets.
 
@@ -226,13 +227,17 @@ class Collection:
         aligned to multiples of ``resolution`` (target CRS units; default: the first
         record's resolution carried over), then masked with the geometry on that grid.
 
+        With ``masked`` the result is a ``numpy.ma.MaskedArray`` (as rasterio's
+        ``read(masked=True)``): masked where a pixel is outside the geometry or GDAL's mask
+        band marks it invalid (an internal mask, nodata or alpha); its data hold the fill.
+
         Raises:
             NoRecordsError: no record's footprint meets the geometry.
             BandError: a band is unknown or lacks header metadata.
             GridMismatchError: the records (or bands) lie on different pixel grids.
         """
         return self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
-                           resolution=resolution, target_crs=target_crs, resampling=resampling).data
+                           resolution=resolution, target_crs=target_crs, resampling=resampling, masked=masked).data
 
     def get_xarray(
         self,
@@ -245,14 +250,17 @@ class Collection:
         resolution: float | None = None,
         target_crs: Any | None = None,
         resampling: Resampling = "nearest",
+        masked: bool = False,
     ) -> Any:
         """:meth:`get_numpy` as an ``xarray.Dataset`` (needs ``rasteret[xarray]``).
 
         One variable per band with dims ``(time, y, x)``, pixel-centre ``x``/``y``
-        coordinates, record ids on ``id``, and a CF ``spatial_ref`` grid mapping.
+        coordinates, record ids on ``id``, and a CF ``spatial_ref`` grid mapping. With
+        ``masked`` (as rioxarray's ``open_rasterio(masked=True)``) the variables are floats
+        with NaN where pixels are invalid or outside the geometry.
         """
         stack = self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
-                            resolution=resolution, target_crs=target_crs, resampling=resampling)
+                            resolution=resolution, target_crs=target_crs, resampling=resampling, masked=masked)
         return stack_to_xarray(stack)
 
     def get_table(
@@ -265,17 +273,20 @@ class Collection:
         all_touched: bool = False,
         overview: int | None = None,
         resolution: float | None = None,
+        masked: bool = False,
     ) -> tuple[pa.Table, IOStats]:
         """Read every AOI of a table from every record it meets; one row per AOI x record x band.
 
         ``aois``: anything :func:`read_geometry_table` accepts. The output keeps every AOI
         column and adds ``record_id``, ``datetime``, ``band``, ``crs``, ``transform`` (of the
         window), ``height``, ``width`` and ``data`` (the masked window, row-major). AOIs that
-        meet no record add no row. Records on different grids are fine here.
+        meet no record add no row. Records on different grids are fine here. With ``masked``
+        the ``data`` values of invalid pixels (GDAL's mask band) and of pixels outside the
+        AOI are null.
         """
         out, _, stats = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
                                         options=ReadOptions(all_touched=all_touched, overview=overview,
-                                                            resolution=resolution))
+                                                            resolution=resolution, masked=masked))
         return out, stats
 
     def sample_points(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
@@ -304,26 +315,27 @@ class Collection:
 
     def get_gdf(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                 geometry_column: str = "geometry", all_touched: bool = False, overview: int | None = None,
-                resolution: float | None = None) -> Any:
-        """:meth:`get_table` as a GeoDataFrame (needs ``rasteret[geo]``); ``data`` holds 2-D arrays."""
+                resolution: float | None = None, masked: bool = False) -> Any:
+        """:meth:`get_table` as a GeoDataFrame (needs ``rasteret[geo]``); ``data`` holds 2-D arrays
+        (``numpy.ma.MaskedArray`` with ``masked``)."""
         try:
             import geopandas as gpd
         except ImportError as exc:
             raise ImportError('get_gdf needs geopandas: pip install "rasteret[geo]"') from exc
         out, crs, _ = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
                                       options=ReadOptions(all_touched=all_touched, overview=overview,
-                                                          resolution=resolution))
-        df = out.drop_columns([geometry_column]).to_pandas()
-        df["data"] = [np.asarray(d).reshape(h, w) for d, h, w in zip(df["data"], df["height"], df["width"])]
+                                                          resolution=resolution, masked=masked))
+        df = out.drop_columns([geometry_column, "data"]).to_pandas()
+        df["data"] = [_window_array(v, h, w, masked) for v, h, w in zip(out["data"], df["height"], df["width"])]
         return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
 
     def _stack(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None,
                all_touched: bool, overview: int | None, resolution: float | None, target_crs: Any | None,
-               resampling: Resampling) -> Stack:
+               resampling: Resampling, masked: bool = False) -> Stack:
         band_list = check_bands(self.bands, bands)
         options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution,
                               target_crs=to_crs(target_crs) if target_crs is not None else None,
-                              resampling=resampling)
+                              resampling=resampling, masked=masked)
         return read_stack(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
                           geometry_crs=geometry_crs, options=options)
 
@@ -535,6 +547,15 @@ def _time_range(value: str | tuple[Any, Any]) -> tuple[_dt | None, _dt | None]:
         return dt
 
     return parse(start, is_end=False), parse(end, is_end=True)
+
+
+def _window_array(value: pa.ListScalar, height: int, width: int, masked: bool) -> np.ndarray:
+    """One ``data`` value of a read table as a 2-D array (masked where its values are null)."""
+    values = value.values
+    if not masked:
+        return values.to_numpy(zero_copy_only=False).reshape(height, width)
+    data = pc.fill_null(values, 0).to_numpy(zero_copy_only=False).reshape(height, width)
+    return np.ma.MaskedArray(data, mask=values.is_null().to_numpy(zero_copy_only=False).reshape(height, width))
 
 
 def _raise_failures(failures: Sequence[Any]) -> None:

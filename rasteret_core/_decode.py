@@ -55,7 +55,7 @@ _IMAGE_CODECS = {  # these return pixels
     50001: "WEBP",
     50002: "JPEGXL",  # GDAL's code
 }
-_BITS = (8, 16, 32, 64)
+_BITS_READ = (1, 8, 16, 32, 64)  # 1-bit (masks, bilevel images) unpacks to uint8 0/1, as GDAL reads it
 _NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
 
 
@@ -76,9 +76,14 @@ def check_supported(image: ImageInfo, *, uri: str) -> None:
         raise UnsupportedTiffError(
             "only integer and float samples are read", uri=uri, tag="SampleFormat", value=sample_format
         )
-    if bits not in _BITS or (sample_format == 3 and bits == 8):
+    if bits == 1 and (sample_format != 1 or compression in _IMAGE_CODECS or predictor != 1):
         raise UnsupportedTiffError(
-            "only 8, 16, 32 and 64-bit samples are read", uri=uri, tag="BitsPerSample", value=bits
+            "1-bit samples are read unsigned, without a predictor or an image codec",
+            uri=uri, tag="BitsPerSample", value=bits,
+        )
+    if bits not in _BITS_READ or (sample_format == 3 and bits == 8):
+        raise UnsupportedTiffError(
+            "only 1, 8, 16, 32 and 64-bit samples are read", uri=uri, tag="BitsPerSample", value=bits
         )
     name = _BYTE_CODECS.get(compression) or _IMAGE_CODECS.get(compression)
     if name is None:
@@ -108,7 +113,9 @@ def check_supported(image: ImageInfo, *, uri: str) -> None:
         )
 
 
-def decode_tile(data: bytes, image: ImageInfo, *, byte_order: str, uri: str, tile: int) -> np.ndarray:
+def decode_tile(
+    data: bytes, image: ImageInfo, *, byte_order: str, uri: str, tile: int, offset: int | None = None
+) -> np.ndarray:
     """Decode the bytes of one tile (or strip) of ``image``.
 
     Args:
@@ -117,13 +124,15 @@ def decode_tile(data: bytes, image: ImageInfo, *, byte_order: str, uri: str, til
         byte_order: The file's byte order, ``"<"`` or ``">"``.
         uri: The file, for errors.
         tile: The tile's index in the image's tile tables, for errors.
+        offset: Where the tile's bytes start in the file, for errors.
 
     Returns:
         A native-byte-order array ``[sample, row, column]`` of shape
         ``(samples_per_pixel, tile_height, tile_width)`` for chunky images and
         ``(1, tile_height, tile_width)`` (the one sample the tile holds) for planar
         ones. Rows the data does not hold (a short last strip) are 0. JPEG
-        YCbCr tiles come back as RGB, as GDAL reads them.
+        YCbCr tiles come back as RGB, as GDAL reads them. 1-bit samples (rows padded
+        to whole bytes, most significant bit first) come back as uint8 0/1.
 
     Raises:
         UnsupportedTiffError: The image uses a codec, predictor or sample type not read.
@@ -132,6 +141,7 @@ def decode_tile(data: bytes, image: ImageInfo, *, byte_order: str, uri: str, til
     check_supported(image, uri=uri)
     samples = image.samples_per_pixel if image.planar_config == 1 else 1
     shape = (image.tile_height, image.tile_width, samples)
+    row_bytes = -(-image.tile_width * samples * image.bits_per_sample // 8)
     try:
         if image.compression in _IMAGE_CODECS:
             decoded = _IMAGE_DECODERS[image.compression](data, image, samples, byte_order)
@@ -139,9 +149,11 @@ def decode_tile(data: bytes, image: ImageInfo, *, byte_order: str, uri: str, til
             decoded = data
         else:
             codec: Callable[..., bytes] = getattr(imagecodecs, _BYTE_CODECS[image.compression].lower() + "_decode")
-            decoded = codec(data, out=int(np.prod(shape)) * image.dtype.itemsize)
+            decoded = codec(data, out=row_bytes * image.tile_height)
     except Exception as exc:  # imagecodecs raises RuntimeError subclasses, ValueError on bad input
-        raise DecodeError(f"{type(exc).__name__}: {exc}", uri=uri, tile=tile, codec=image.compression) from exc
+        raise DecodeError(
+            f"{type(exc).__name__}: {exc}", uri=uri, tile=tile, codec=image.compression, offset=offset
+        ) from exc
 
     if isinstance(decoded, np.ndarray):
         pixels = decoded[..., np.newaxis] if decoded.ndim == 2 else decoded
@@ -152,9 +164,9 @@ def decode_tile(data: bytes, image: ImageInfo, *, byte_order: str, uri: str, til
                 uri=uri,
                 tile=tile,
                 codec=image.compression,
+                offset=offset,
             )
     else:
-        row_bytes = image.tile_width * samples * image.dtype.itemsize
         rows = min(len(decoded) // row_bytes, image.tile_height)
         if rows == 0 or (rows < image.tile_height and len(decoded) % row_bytes):
             raise DecodeError(
@@ -162,8 +174,9 @@ def decode_tile(data: bytes, image: ImageInfo, *, byte_order: str, uri: str, til
                 uri=uri,
                 tile=tile,
                 codec=image.compression,
+                offset=offset,
             )
-        pixels = _unpack(decoded, image, (rows, *shape[1:]), byte_order)
+        pixels = _unpack(decoded, image, (rows, *shape[1:]), byte_order, row_bytes)
 
     out = np.empty((samples, image.tile_height, image.tile_width), image.dtype)
     out[:, : pixels.shape[0]] = pixels.transpose(2, 0, 1)
@@ -171,9 +184,15 @@ def decode_tile(data: bytes, image: ImageInfo, *, byte_order: str, uri: str, til
     return out
 
 
-def _unpack(buffer: bytes, image: ImageInfo, shape: tuple[int, int, int], byte_order: str) -> np.ndarray:
+def _unpack(
+    buffer: bytes, image: ImageInfo, shape: tuple[int, int, int], byte_order: str, row_bytes: int
+) -> np.ndarray:
     """View ``buffer`` as pixels ``[row, column, sample]`` and undo the predictor."""
     count = int(np.prod(shape))
+    if image.bits_per_sample == 1:
+        rows = np.frombuffer(buffer, np.uint8, shape[0] * row_bytes).reshape(shape[0], row_bytes)
+        bits = np.unpackbits(rows, axis=1, count=shape[1] * shape[2])
+        return bits.reshape(shape)
     if image.predictor == 3:
         # The floating-point predictor shuffles bytes itself: view them raw, as tifffile does.
         shuffled = np.frombuffer(buffer, image.dtype, count).reshape(shape)

@@ -51,6 +51,9 @@ class ReadOptions:
         target_crs: Reproject every record onto one north-up grid in this CRS, aligned to
             multiples of the resolution (default: the first record's resolution carried over).
         resampling: ``nearest`` or ``bilinear`` for reprojection, as GDAL does them.
+        masked: Return which pixels are valid as well: numpy masked arrays (mask True where
+            a pixel is outside the geometry, or invalid by GDAL's mask band: an internal
+            mask, nodata or alpha), null list values in tables, NaN in xarray.
     """
 
     all_touched: bool = False
@@ -58,6 +61,7 @@ class ReadOptions:
     resolution: float | None = None
     target_crs: CRS | None = None
     resampling: Resampling = "nearest"
+    masked: bool = False
 
     def __post_init__(self) -> None:
         if self.overview is not None and self.resolution is not None and self.target_crs is None:
@@ -77,7 +81,10 @@ class ReadOptions:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Stack:
-    """A read stacked on one grid: ``data[record, band, y, x]`` plus what places it."""
+    """A read stacked on one grid: ``data[record, band, y, x]`` plus what places it.
+
+    ``data`` is a ``numpy.ma.MaskedArray`` when the read was ``masked``.
+    """
 
     data: np.ndarray
     record_ids: list[str]
@@ -254,10 +261,10 @@ def read_stack(
             "grids (CRS, resolution or origin differ) and cannot stack in one array; read one grid at a "
             "time (subset by CRS or band resolution), pass target_crs= to reproject, or use get_gdf()"
         )
-    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows))
+    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows), masked=options.masked)
     first = plan.chunks[0]
     dtype = np.result_type(*(a.dtype for a in arrays))
-    out = np.empty((len(rows), len(bands), first.window.height, first.window.width), dtype=dtype)
+    out = _empty((len(rows), len(bands), first.window.height, first.window.width), dtype, options.masked)
     for chunk, arr in zip(plan.chunks, arrays):
         out[chunk.key] = arr
     return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), first.transform,
@@ -267,13 +274,14 @@ def read_stack(
 def _warp_stack(plan: ReadPlan, rows: list[dict[str, Any]], bands: Sequence[str], grid: TargetGrid,
                 settings: Settings, options: ReadOptions) -> Stack:
     """Reproject each chunk's source window onto the target grid, then mask with the geometry there."""
-    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows))
+    # Source windows come masked (GDAL's mask band), so invalid source pixels are no data to the warper.
+    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows), masked=True)
     headers = {(ri, bi): asset_of(row, band)[1] for ri, row in enumerate(rows) for bi, band in enumerate(bands)}
     fills = {key: (h.nodata if h.nodata is not None else 0) for key, h in headers.items()}
     dtype = np.result_type(*(h.image.dtype for h in headers.values()))
-    out = np.empty((len(rows), len(bands), grid.height, grid.width), dtype=dtype)
-    for key, fill in fills.items():
-        out[key] = fill  # records whose raster misses the target grid stay fill
+    out = _empty((len(rows), len(bands), grid.height, grid.width), dtype, True)
+    for key in fills:
+        out[key] = np.ma.masked  # records whose raster misses the target grid stay invalid
     for chunk, arr in zip(plan.chunks, arrays):
         out[chunk.key] = reproject_array(
             arr, src_transform=chunk.transform, src_crs=chunk.crs, dst_transform=grid.transform, dst_crs=grid.crs,
@@ -281,10 +289,19 @@ def _warp_stack(plan: ReadPlan, rows: list[dict[str, Any]], bands: Sequence[str]
             src_nodata=headers[chunk.key].nodata, dst_nodata=fills[chunk.key])
     outside = ~rasterize_mask(grid.geometry, grid.transform, grid.height, grid.width, options.all_touched)
     for key, fill in fills.items():
-        out[key][outside] = fill
+        out[key][outside] = np.ma.masked
+        out.data[key][out.mask[key]] = fill
+    if not options.masked:
+        out = out.data
     epsg = grid.crs.to_epsg()
     return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), grid.transform,
                  f"EPSG:{epsg}" if epsg else grid.crs.to_wkt(), next(iter(fills.values())), stats)
+
+
+def _empty(shape: tuple[int, ...], dtype: np.dtype, masked: bool) -> np.ndarray:
+    """An uninitialised array, or a masked one with nothing masked yet."""
+    data = np.empty(shape, dtype=dtype)
+    return np.ma.MaskedArray(data, mask=np.zeros(shape, bool)) if masked else data
 
 
 def read_aoi_table(
@@ -301,7 +318,8 @@ def read_aoi_table(
 
     The output keeps every AOI column and adds ``record_id``, ``datetime``, ``band``,
     ``crs``, ``transform`` (of the window), ``height``, ``width`` and ``data`` (the
-    masked window, row-major, in the band's dtype). AOIs that meet no record add no row.
+    masked window, row-major, in the band's dtype; with ``options.masked`` invalid pixels
+    are null values). AOIs that meet no record add no row.
     """
     geoms = [to_geometry(g) for g in aois[geometry_column].to_pylist()]
     rows = table.to_pylist()
@@ -316,7 +334,8 @@ def read_aoi_table(
                 requests.append(ChunkRequest(key=(ai, int(ri), band), uri=uri, header=header, geometry=geom,
                                              geometry_crs=aoi_crs, sample=sample, overview=options.overview_for(header)))
     plan = _plan(requests, options, settings)
-    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows)) if plan.chunks else ([], IOStats())
+    arrays, stats = (read_plan(plan, settings, check=fresh_check(plan, rows), masked=options.masked)
+                     if plan.chunks else ([], IOStats()))
     out = aois.take(pa.array([c.key[0] for c in plan.chunks], pa.int64()))
     extra = {
         "record_id": pa.array([rows[c.key[1]]["id"] for c in plan.chunks], pa.string()),
@@ -339,9 +358,11 @@ def _list_array(arrays: Sequence[np.ndarray]) -> pa.Array:
     if not arrays:
         return pa.array([], pa.list_(pa.uint16()))
     dtype = np.result_type(*(a.dtype for a in arrays))
-    flat = np.concatenate([a.ravel().astype(dtype, copy=False) for a in arrays])
+    flat = np.concatenate([np.asarray(a).ravel().astype(dtype, copy=False) for a in arrays])
     offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+    invalid = (np.concatenate([np.ma.getmaskarray(a).ravel() for a in arrays])
+               if any(isinstance(a, np.ma.MaskedArray) for a in arrays) else None)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, mask=invalid))
 
 
 def stack_to_xarray(stack: Stack) -> Any:
@@ -373,14 +394,20 @@ def stack_to_xarray(stack: Stack) -> Any:
                         {"standard_name": "latitude", "units": "degrees_north"}) if crs.is_geographic else (
         {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"},
         {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
+    masked = isinstance(stack.data, np.ma.MaskedArray)
+    if masked:  # as rioxarray's masked=True: floats, NaN where invalid
+        kind = np.result_type(stack.data.dtype, np.float32)
+        values, fill = np.ma.filled(stack.data.astype(kind), np.nan), np.nan
+    else:
+        values, fill = stack.data, stack.fill
     data_vars = {
-        band: xr.DataArray(stack.data[:, bi], dims=("time", "y", "x"),
-                           attrs={"grid_mapping": "spatial_ref", "nodata": stack.fill})
+        band: xr.DataArray(values[:, bi], dims=("time", "y", "x"),
+                           attrs={"grid_mapping": "spatial_ref", **({} if masked else {"nodata": fill})})
         for bi, band in enumerate(stack.bands)
     }
     ds = xr.Dataset(data_vars, coords=coords)
     for band in stack.bands:
-        ds[band].encoding["_FillValue"] = stack.fill
+        ds[band].encoding["_FillValue"] = fill
     ds["x"].attrs.update(x_attrs)
     ds["y"].attrs.update(y_attrs)
     ds.attrs["requests"] = stack.stats.requests

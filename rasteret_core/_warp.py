@@ -224,7 +224,10 @@ def reproject_array(
     "Margins" below).
 
     Args:
-        source: ``(y, x)`` or ``(band, y, x)`` array of an integer or float dtype.
+        source: ``(y, x)`` or ``(band, y, x)`` array of an integer or float dtype. A
+            ``numpy.ma.MaskedArray`` marks its masked pixels as no data (as GDAL's warper
+            takes a source's mask band), and the result is then masked where a
+            destination pixel got no data.
         src_transform: The source's rasterio-ordered affine.
         src_crs: The source CRS (anything pyproj accepts).
         dst_transform: The destination's rasterio-ordered affine.
@@ -273,6 +276,7 @@ def reproject_array(
     if resampling not in ("nearest", "bilinear"):
         raise ConfigError(f"resampling must be 'nearest' or 'bilinear', not {resampling!r}")
     src_arr = np.asarray(source)
+    src_invalid = np.ma.getmask(source) if isinstance(source, np.ma.MaskedArray) else np.ma.nomask
     if src_arr.ndim not in (2, 3) or 0 in src_arr.shape:
         raise ConfigError(f"source must be a non-empty (y, x) or (band, y, x) array, got shape {src_arr.shape}")
     if src_arr.dtype.kind not in "iuf":
@@ -300,7 +304,13 @@ def reproject_array(
     )
     logger.debug("reproject %s onto %s in %d chunks: %s", src_shape, (height, width), len(chunks), chunks)
     pad = 1 + max((max(_kernel_radius(c.scales)) for c in chunks), default=1)
-    prepared = [_Band(band, _valid_mask(band, src_nd), pad=None if resampling == "nearest" else pad) for band in bands]
+    invalid = np.broadcast_to(src_invalid, src_arr.shape).reshape(bands.shape) if src_invalid is not np.ma.nomask else None
+    prepared = [
+        _Band(band, _valid_mask(band, src_nd, None if invalid is None else invalid[i]),
+              pad=None if resampling == "nearest" else pad)
+        for i, band in enumerate(bands)
+    ]
+    got = np.zeros(out.shape, dtype=bool) if invalid is not None else None
     for chunk in chunks:
         sx, sy, inside = _source_points(mapper, chunk, src_shape, error_threshold)
         step = max(1, _BLOCK // chunk.width)
@@ -309,9 +319,13 @@ def reproject_array(
             rows = slice(lo, min(lo + step, chunk.height))
             px, py = (sx if sx.shape[0] == 1 else sx[rows]), sy[rows]
             dst_rows = slice(chunk.row_off + rows.start, chunk.row_off + rows.stop)
-            for band, target in zip(prepared, out):
+            for bi, (band, target) in enumerate(zip(prepared, out)):
                 values, ok = band.sample(px, py, resampling=resampling, scales=chunk.scales, dst_nodata=dst_nd)
                 np.copyto(target[dst_rows, cols], values, where=inside[rows] & ok)
+                if got is not None:
+                    got[bi, dst_rows, cols] |= inside[rows] & ok
+    if got is not None:
+        out = np.ma.MaskedArray(out, mask=~got)
     return out if src_arr.ndim == 3 else out[0]
 
 
@@ -622,11 +636,11 @@ def _round_if_close(v: float) -> float:
 _BLOCK = 1 << 16  # destination pixels per kernel pass: keeps the temporaries in cache
 
 
-def _valid_mask(band: np.ndarray, nodata: float | None) -> np.ndarray | None:
-    """True where ``band`` holds data; None when every pixel does."""
-    if nodata is None:
-        return None
-    valid = ~np.isnan(band) if math.isnan(nodata) else band != nodata
+def _valid_mask(band: np.ndarray, nodata: float | None, invalid: np.ndarray | None = None) -> np.ndarray | None:
+    """True where ``band`` holds data (not ``nodata``, not ``invalid``); None when every pixel does."""
+    valid = np.ones(band.shape, bool) if invalid is None else ~invalid
+    if nodata is not None:
+        valid &= ~np.isnan(band) if math.isnan(nodata) else band != nodata
     return None if valid.all() else valid
 
 
