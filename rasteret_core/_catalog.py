@@ -187,6 +187,7 @@ def build(
     max_items: int | None = None,
     stac_api: str | None = None,
     enrich: bool = True,
+    partial: bool = False,
     settings: Settings | None = None,
 ) -> Collection:
     """Build (or update) a collection from a catalog entry; see :func:`build_from_stac`.
@@ -202,6 +203,7 @@ def build(
         max_items: Stop after this many items.
         stac_api: Another endpoint serving the same collection (a mirror, a test server).
         enrich: Parse the COG headers now.
+        partial: Leave out records whose headers cannot be parsed instead of failing.
         settings: Defaults to :meth:`Settings.from_env`; the entry adds requester-pays,
             unsigned reads or a region as it needs.
 
@@ -217,5 +219,5 @@ def build(
     return build_from_stac(
         stac_api=stac_api or entry.stac_api, collection=entry.collection, uri=uri, bbox=bbox, datetime=datetime,
         intersects=intersects, query=query, bands=band_map, max_items=max_items, href_rewrites=entry.href_rewrites,
-        enrich=enrich, settings=adjusted, operation="build", metadata={"catalog": entry_id},
+        enrich=enrich, partial=partial, settings=adjusted, operation="build", metadata={"catalog": entry_id},
     )

@@ -1,18 +1,27 @@
-"""Enrichment: parse each asset's COG header once and store it in the collection rows."""
+"""Enrichment: parse each asset's COG header once and store it in the collection rows.
+
+A header whose GeoKeys define no CRS Rasteret can build (:class:`~rasteret_core.errors.UnresolvedCRSError`)
+is parsed again with the record's catalog CRS (``proj:wkt2`` / ``proj:projjson``, or the
+``crs`` column they were read into), and says ``crs_source="catalog"``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
-from ._fetch import read_headers
+from ._fetch import read_headers, with_stores
 from ._header import TiffHeader
 from ._schema import header_to_dict
-from ._store import IOStats, ObjectInfo
-from .errors import RasteretError, UnsupportedTiffError
+from ._store import IOStats, ObjectInfo, Stores
+from ._tiff import parse_header
+from .errors import RasteretError, UnresolvedCRSError, UnsupportedTiffError
 from .settings import Settings
 
 __all__ = ["EnrichResult", "HeaderFailure", "enrich_records"]
@@ -63,6 +72,16 @@ def enrich_records(
     )
 
     results, stats = read_headers(todo, settings, on_done=progress) if todo else ({}, IOStats())
+    unresolved = {href for href, result in results.items() if isinstance(result, UnresolvedCRSError)}
+    fallbacks: dict[str, str] = {}
+    for row in rows if unresolved else ():
+        hrefs = [a["href"] for a in (row["assets"] or {}).values() if a is not None and a["href"] in unresolved]
+        if hrefs and (crs := _catalog_crs(row)) is not None:
+            fallbacks.update(dict.fromkeys(hrefs, crs))
+    if fallbacks:
+        again, more = _read_headers_with_crs(fallbacks, settings)
+        results.update(again)
+        stats = IOStats(stats.requests + more.requests, stats.bytes + more.bytes)
     results = {uri: _placeable(result) for uri, result in results.items()}
     failures = []
     for row in rows:
@@ -92,7 +111,7 @@ def _placeable(
         return result
     header = result[0]
     if header.transform is None or header.crs is None:
-        missing = "a geotransform" if header.transform is None else "a CRS"
+        missing = "geotransform" if header.transform is None else "CRS"
         return UnsupportedTiffError(
             f"the raster has no {missing} (GCPs only, or no georeferencing): a collection places every "
             "record on Earth, and GDAL cannot either without warping; georeference it first "
@@ -100,3 +119,42 @@ def _placeable(
             uri=header.uri,
         )
     return result
+
+
+_CATALOG_CRS_KEYS = ("proj:wkt2", "proj:projjson")
+
+
+def _catalog_crs(row: Mapping[str, Any]) -> str | None:
+    """The record's catalog CRS: a ``proj:wkt2`` / ``proj:projjson`` column or property, else its ``crs``."""
+    try:
+        properties = json.loads(row.get("properties") or "{}")
+    except (TypeError, ValueError):
+        properties = {}
+    sources = (row, properties if isinstance(properties, Mapping) else {})
+    for value in [source.get(key) for source in sources for key in _CATALOG_CRS_KEYS] + [row.get("crs")]:
+        if value:
+            return json.dumps(value) if isinstance(value, Mapping) else str(value)
+    return None
+
+
+def _read_headers_with_crs(
+    fallbacks: Mapping[str, str], settings: Settings
+) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
+    """Parse the headers at ``fallbacks``' URIs again, each with its catalog CRS as ``fallback_crs``."""
+
+    async def one(stores: Stores, uri: str, crs: str) -> tuple[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
+        try:
+            info, header = await asyncio.gather(
+                stores.head(uri),
+                parse_header(uri, stores, header_read=stores.settings.header_read, fallback_crs=crs),
+            )
+        except RasteretError as exc:
+            return uri, exc
+        log.info("%s: CRS from the catalog (the GeoKeys define none Rasteret can build)", uri)
+        return uri, (header, info)
+
+    async def go(stores: Stores) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
+        done = await asyncio.gather(*(one(stores, uri, crs) for uri, crs in fallbacks.items()))
+        return dict(done), stores.stats
+
+    return with_stores(settings, go)

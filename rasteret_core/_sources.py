@@ -20,7 +20,7 @@ import shapely
 
 from . import _delta
 from ._collection import Collection, _raise_failures, load, read_geometry_table
-from ._enrich import enrich_records
+from ._enrich import HeaderFailure, enrich_records
 from ._geometry import CRS84, reproject
 from ._schema import conform_table, missing_columns, record_hashes, without_internal
 from ._stac import records_from_items, search
@@ -44,8 +44,14 @@ def ingest_records(
     operation: str,
     metadata: Mapping[str, Any] | None = None,
     enrich: bool = True,
+    partial: bool = False,
 ) -> Collection:
     """Commit new and changed records to the collection at ``uri``; skip the ones it already holds.
+
+    With ``partial``, records with an asset whose header cannot be parsed (corrupt,
+    unsupported, not georeferenced) are left out and the rest committed; the commit's
+    metadata lists them under ``skipped`` (id, band, error) and counts them in
+    ``records_skipped``. Without it such a record fails the whole build.
 
     A row is skipped when the stored row with its id has the same digest
     (:func:`~rasteret_core._schema.record_hashes`): same content and, with
@@ -67,8 +73,7 @@ def ingest_records(
     if uri is None:
         if enrich:
             result = enrich_records(table, settings=settings)
-            _raise_failures(result.failures)
-            table = result.table
+            table, _ = _without_failures(result.table, result.failures, partial)
         return Collection(table, settings=settings)
     stored = _delta.stored_hashes(uri, settings=settings)
     enriched = record_hashes(table, assume_headers=True).to_pylist()
@@ -82,20 +87,43 @@ def ingest_records(
     if todo.num_rows == 0:
         log.info("%s: all %d record(s) unchanged; nothing to commit", uri, table.num_rows)
         return load(uri, settings=settings)
-    parsed = 0
+    parsed, skipped = 0, []
     if enrich:
         result = enrich_records(todo, settings=settings)
-        _raise_failures(result.failures)
-        todo, parsed = result.table, result.parsed
+        todo, skipped = _without_failures(result.table, result.failures, partial)
+        parsed = result.parsed
+        if todo.num_rows == 0:
+            log.warning("%s: every new or changed record failed; nothing to commit", uri)
+            return load(uri, settings=settings)
     inserted = sum(1 for rid in todo["id"].to_pylist() if rid not in stored)
     version, counts = _delta.merge_table(
         without_internal(todo), uri, settings=settings,
         operation=operation,
         metadata={**(metadata or {}), "records": table.num_rows, "unchanged": unchanged, "inserted": inserted,
-                  "updated": todo.num_rows - inserted, "headers_parsed": parsed},
+                  "updated": todo.num_rows - inserted, "headers_parsed": parsed,
+                  **({"records_skipped": len({f["id"] for f in skipped}), "skipped": skipped[:100]} if skipped else {})},
     )
     log.info("%s: version %d: %s, %d unchanged", uri, version, counts, unchanged)
     return load(uri, version=version, settings=settings)
+
+
+def _without_failures(
+    table: pa.Table, failures: Sequence[HeaderFailure], partial: bool
+) -> tuple[pa.Table, list[dict[str, str]]]:
+    """``table`` without the records whose headers failed (with ``partial``), and what was left out.
+
+    Raises:
+        CollectionError: a header failed and ``partial`` is off.
+    """
+    if not failures:
+        return table, []
+    if not partial:
+        _raise_failures(failures)
+    for failure in failures:
+        log.warning("record %s left out: %s", failure.record_id, failure.error)
+    bad = pa.array(sorted({f.record_id for f in failures}), pa.string())
+    skipped = [{"id": f.record_id, "band": f.band, "error": f.error} for f in failures]
+    return table.filter(pc.invert(pc.is_in(table["id"], value_set=bad))), skipped
 
 
 def build_from_stac(
@@ -111,6 +139,7 @@ def build_from_stac(
     max_items: int | None = None,
     href_rewrites: Mapping[str, str] | None = None,
     enrich: bool = True,
+    partial: bool = False,
     settings: Settings | None = None,
     operation: str = "build_from_stac",
     metadata: Mapping[str, Any] | None = None,
@@ -129,6 +158,8 @@ def build_from_stac(
         max_items: Stop after this many items.
         href_rewrites: href prefix -> replacement (``{"https://host/": "s3://bucket/"}``).
         enrich: Parse the COG headers now.
+        partial: Leave out the records whose headers cannot be parsed (listed in the
+            commit's metadata) instead of failing the build.
         settings: Defaults to :meth:`Settings.from_env`.
         operation: The commit's ``rasteret.operation``.
         metadata: More commit metadata (never secrets).
@@ -141,7 +172,7 @@ def build_from_stac(
                    query=query, max_items=max_items)
     table = records_from_items(found.items, bands=bands, href_rewrites=href_rewrites)
     return ingest_records(
-        table, uri, settings=settings, operation=operation, enrich=enrich,
+        table, uri, settings=settings, operation=operation, enrich=enrich, partial=partial,
         metadata={"source": stac_api, "collection": collection, "bbox": bbox, "datetime": datetime,
                   "intersects": intersects is not None, "query": query, "query_applied": found.query_applied,
                   "bands": dict(bands) if bands else None, "items": len(found.items), **(metadata or {})},
@@ -156,6 +187,7 @@ def build_from_table(
     bands: Mapping[str, str] | None = None,
     geometry_crs: Any | None = None,
     enrich: bool = True,
+    partial: bool = False,
     settings: Settings | None = None,
 ) -> Collection:
     """Build a collection from a record table (see :func:`records_from_table` for what it takes).
@@ -163,10 +195,12 @@ def build_from_table(
     With ``uri`` the records are committed there (merge on id, unchanged rows
     skipped); without, the collection stays in memory. Rows that already carry
     parsed headers (an exported collection) keep them; ``enrich`` parses the rest.
+    ``partial`` leaves out the records whose headers cannot be parsed (see
+    :func:`ingest_records`) instead of failing the build.
     """
     settings = settings or Settings.from_env()
     table = records_from_table(source, column_map=column_map, bands=bands, geometry_crs=geometry_crs)
-    return ingest_records(table, uri, settings=settings, operation="build_from_table", enrich=enrich,
+    return ingest_records(table, uri, settings=settings, operation="build_from_table", enrich=enrich, partial=partial,
                           metadata={"source": _describe(source), "records": table.num_rows,
                                     "column_map": dict(column_map) if column_map else None})
 
