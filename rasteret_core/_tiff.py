@@ -8,8 +8,11 @@ in a sparse cache (an IFD at the end of a large file costs one more request, not
 read of the whole file).
 
 Everything malformed raises :class:`~rasteret_core.errors.TiffFormatError`; valid
-files using a feature Rasteret does not read (a user-defined CRS, samples of mixed
-bit depth) raise :class:`~rasteret_core.errors.UnsupportedTiffError`.
+files using a feature Rasteret does not read (samples of mixed bit depth, a CRS of
+another body than the Earth) raise :class:`~rasteret_core.errors.UnsupportedTiffError`.
+The CRS is built from the GeoKeys as libgeotiff and GDAL build it (see `_geokeys`);
+keys that define no CRS Rasteret can build raise
+:class:`~rasteret_core.errors.UnresolvedCRSError`, unless ``fallback_crs`` is given.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._geokeys import GT_RASTER_TYPE, CrsSource, GeoKeys, parse_geokeys, resolve_catalog_crs, resolve_crs
 from ._header import ImageInfo, TiffHeader
 from ._store import ByteStore
-from .errors import TiffFormatError, UnsupportedTiffError
+from .errors import TiffFormatError, UnresolvedCRSError, UnsupportedTiffError
 
 __all__ = ["parse_header"]
 
@@ -58,6 +62,8 @@ MODEL_PIXEL_SCALE = 33550
 MODEL_TIEPOINT = 33922
 MODEL_TRANSFORMATION = 34264
 GEO_KEY_DIRECTORY = 34735
+GEO_DOUBLE_PARAMS = 34736
+GEO_ASCII_PARAMS = 34737
 GDAL_METADATA = 42112
 GDAL_NODATA = 42113
 
@@ -85,23 +91,11 @@ _TAG_NAMES = {
     MODEL_TIEPOINT: "ModelTiepoint",
     MODEL_TRANSFORMATION: "ModelTransformation",
     GEO_KEY_DIRECTORY: "GeoKeyDirectory",
+    GEO_DOUBLE_PARAMS: "GeoDoubleParams",
+    GEO_ASCII_PARAMS: "GeoAsciiParams",
     GDAL_METADATA: "GDAL_METADATA",
     GDAL_NODATA: "GDAL_NODATA",
 }
-
-# GeoKeys read: SHORT values stored in the directory itself. The keys of user-defined
-# CRSs (in GeoDoubleParams / GeoAsciiParams) are not read: such CRSs are refused.
-GT_MODEL_TYPE = 1024
-GT_RASTER_TYPE = 1025
-GEOGRAPHIC_TYPE = 2048
-PROJECTED_CS_TYPE = 3072
-_GEOKEY_NAMES = {
-    GT_MODEL_TYPE: "GTModelTypeGeoKey",
-    GT_RASTER_TYPE: "GTRasterTypeGeoKey",
-    GEOGRAPHIC_TYPE: "GeographicTypeGeoKey",
-    PROJECTED_CS_TYPE: "ProjectedCSTypeGeoKey",
-}
-_USER_DEFINED = 32767
 
 # TIFF field type -> (numpy type code, numbers per value); RATIONALs are pairs.
 _FIELD_TYPES: dict[int, tuple[str, int]] = {
@@ -125,22 +119,30 @@ _FIELD_TYPES: dict[int, tuple[str, int]] = {
 _INTEGER_TYPES = frozenset({1, 3, 4, 6, 8, 9, 13, 16, 17, 18})
 
 
-async def parse_header(uri: str, store: ByteStore, *, header_read: int = 65536) -> TiffHeader:
+async def parse_header(
+    uri: str, store: ByteStore, *, header_read: int = 65536, fallback_crs: str | None = None
+) -> TiffHeader:
     """Parse the header of the (Geo)TIFF at ``uri``: every IFD, georeferencing, nodata.
 
     Args:
         uri: The file, as ``store`` names it.
         store: Serves half-open byte ranges ``[start, end)`` of ``uri``.
         header_read: Bytes read by the first request; later requests double it.
+        fallback_crs: The CRS to use when the GeoKeys define none Rasteret can build
+            (a catalog's ``proj:wkt2`` or ``proj:projjson``, or anything pyproj reads);
+            the header then says ``crs_source="catalog"``.
 
     Returns:
         The header. ``images[0]`` is the full-resolution image, the others follow in
         file order (overviews and masks, told apart by ``subfile_type``). The
         transform is in rasterio order, shifted by half a pixel for PixelIsPoint
-        rasters as GDAL does.
+        rasters as GDAL does. ``crs`` is ``"EPSG:<code>"`` or WKT2, ``crs_source`` says
+        where it came from.
 
     Raises:
         TiffFormatError: The file is not a TIFF, or is truncated or inconsistent.
+        UnresolvedCRSError: The GeoKeys define no CRS Rasteret can build (and there is
+            no ``fallback_crs``).
         UnsupportedTiffError: The file is valid but uses a feature Rasteret does not read.
         FetchError: The store could not serve a range.
     """
@@ -150,7 +152,7 @@ async def parse_header(uri: str, store: ByteStore, *, header_read: int = 65536) 
     images = [await _read_image(ifd) for ifd in ifds]
     full = next((i for i, im in enumerate(images) if not im.subfile_type & 0b101), 0)
     images.insert(0, images.pop(full))
-    crs, transform, pixel_is_point = await _read_georeferencing(ifds[full])
+    crs, crs_source, transform, pixel_is_point = await _read_georeferencing(ifds[full], fallback_crs)
     nodata = await _read_nodata(ifds[full])
     gdal_metadata = await ifds[full].text(GDAL_METADATA)
     if reader.size is not None:
@@ -163,6 +165,7 @@ async def parse_header(uri: str, store: ByteStore, *, header_read: int = 65536) 
         bigtiff=layout.bigtiff,
         images=tuple(images),
         crs=crs,
+        crs_source=crs_source,
         transform=transform,
         nodata=nodata,
         pixel_is_point=pixel_is_point,
@@ -475,29 +478,33 @@ def _check_tiles_in_file(image: ImageInfo, size: int, uri: str) -> None:
         raise TiffFormatError(f"tile data lies past the end of the file ({size} bytes)", uri=uri)
 
 
-async def _read_geokeys(ifd: _IFD) -> dict[int, int]:
-    """The SHORT-valued GeoKeys Rasteret reads; empty when there is no GeoKeyDirectory."""
+async def _read_geokey_directory(ifd: _IFD) -> GeoKeys | None:
+    """The GeoKeyDirectory with its DOUBLE and ASCII values; None when there is none."""
     if not ifd.has(GEO_KEY_DIRECTORY):
-        return {}
+        return None
     directory = await ifd.ints(GEO_KEY_DIRECTORY)
-    if directory.size < 4 or directory.size < 4 + 4 * int(directory[3]):
-        raise ifd.error(GEO_KEY_DIRECTORY, "is truncated")
-    keys: dict[int, int] = {}
-    for key, location, _count, value in directory[4 : 4 + 4 * int(directory[3])].reshape(-1, 4).tolist():
-        if key in _GEOKEY_NAMES:
-            if location != 0:
-                raise TiffFormatError(f"GeoKey {_GEOKEY_NAMES[key]} is not a SHORT value", uri=ifd.reader.uri)
-            keys[key] = value
-    return keys
+    doubles = await ifd.numbers(GEO_DOUBLE_PARAMS) if ifd.has(GEO_DOUBLE_PARAMS) else np.empty(0)
+    ascii = await ifd.raw(GEO_ASCII_PARAMS) if ifd.has(GEO_ASCII_PARAMS) else None
+    return parse_geokeys(directory.tolist(), doubles.astype(np.float64).tolist(), ascii, uri=ifd.reader.uri)
 
 
 async def _read_georeferencing(
-    ifd: _IFD,
-) -> tuple[str | None, tuple[float, float, float, float, float, float] | None, bool]:
-    """CRS, transform (rasterio order, PixelIsArea) and whether the raster is PixelIsPoint."""
-    keys = await _read_geokeys(ifd)
-    crs = _crs_from_geokeys(keys, ifd.reader.uri)
-    pixel_is_point = keys.get(GT_RASTER_TYPE) == 2
+    ifd: _IFD, fallback_crs: str | None = None
+) -> tuple[str | None, CrsSource | None, tuple[float, float, float, float, float, float] | None, bool]:
+    """CRS, its source, transform (rasterio order, PixelIsArea) and whether the raster is PixelIsPoint."""
+    uri = ifd.reader.uri
+    keys: GeoKeys | None = None
+    resolved: tuple[str, CrsSource] | None
+    try:
+        keys = await _read_geokey_directory(ifd)
+        resolved = resolve_crs(keys, uri=uri) if keys is not None else None
+    except UnresolvedCRSError as exc:
+        if fallback_crs is None:
+            raise
+        log.debug("%s: %s; using the fallback CRS", uri, exc)
+        resolved = (resolve_catalog_crs(fallback_crs, uri=uri), "catalog")
+    crs, crs_source = resolved if resolved is not None else (None, None)
+    pixel_is_point = keys is not None and keys.short(GT_RASTER_TYPE) == 2
 
     transform = None
     scale = await ifd.numbers(MODEL_PIXEL_SCALE) if ifd.has(MODEL_PIXEL_SCALE) else np.empty(0)
@@ -518,27 +525,7 @@ async def _read_georeferencing(
         if pixel_is_point:
             a, b, c, d, e, f = transform
             transform = (a, b, c - (a * 0.5 + b * 0.5), d, e, f - (d * 0.5 + e * 0.5))
-    return crs, transform, pixel_is_point
-
-
-def _crs_from_geokeys(keys: dict[int, int], uri: str) -> str | None:
-    model = keys.get(GT_MODEL_TYPE)
-    if model is None:
-        key = PROJECTED_CS_TYPE if PROJECTED_CS_TYPE in keys else GEOGRAPHIC_TYPE
-        if key not in keys:
-            return None
-    elif model in (1, 2):
-        key = PROJECTED_CS_TYPE if model == 1 else GEOGRAPHIC_TYPE
-    else:
-        raise UnsupportedTiffError(
-            "only projected and geographic CRSs are read", uri=uri, tag=_GEOKEY_NAMES[GT_MODEL_TYPE], value=model
-        )
-    code = keys.get(key)
-    if code is None or code in (0, _USER_DEFINED):
-        raise UnsupportedTiffError(
-            "user-defined CRSs are not read; only EPSG codes", uri=uri, tag=_GEOKEY_NAMES[key], value=code
-        )
-    return f"EPSG:{code}"
+    return crs, crs_source, transform, pixel_is_point
 
 
 async def _read_nodata(ifd: _IFD) -> float | None:
