@@ -153,7 +153,7 @@ async def parse_header(
     full = next((i for i, im in enumerate(images) if not im.subfile_type & 0b101), 0)
     images.insert(0, images.pop(full))
     crs, crs_source, transform, pixel_is_point = await _read_georeferencing(ifds[full], fallback_crs)
-    nodata = await _read_nodata(ifds[full])
+    nodata, warnings = _nodata_in_range(await _read_nodata(ifds[full]), images[0])
     gdal_metadata = await ifds[full].text(GDAL_METADATA)
     if reader.size is not None:
         for image in images:
@@ -170,6 +170,7 @@ async def parse_header(
         nodata=nodata,
         pixel_is_point=pixel_is_point,
         gdal_metadata=gdal_metadata,
+        warnings=warnings,
         size=reader.size,
         header_bytes_read=reader.bytes_read,
         header_requests=reader.requests,
@@ -526,6 +527,19 @@ async def _read_georeferencing(
             a, b, c, d, e, f = transform
             transform = (a, b, c - (a * 0.5 + b * 0.5), d, e, f - (d * 0.5 + e * 0.5))
     return crs, crs_source, transform, pixel_is_point
+
+
+def _nodata_in_range(nodata: float | None, image: ImageInfo) -> tuple[float | None, tuple[str, ...]]:
+    """``nodata`` if a pixel of ``image`` can hold it; else None and a warning (GDAL ignores such a value)."""
+    if nodata is None:
+        return None, ()
+    dtype = image.dtype
+    if dtype.kind == "f" and not math.isfinite(nodata):
+        return nodata, ()
+    info = np.iinfo(dtype) if dtype.kind in "ui" else np.finfo(dtype)
+    if float(info.min) <= nodata <= float(info.max):  # False for NaN on integer pixels
+        return nodata, ()
+    return None, (f"GDAL_NODATA {nodata:g} is outside the range of {dtype.name} pixels; ignored, as GDAL does",)
 
 
 async def _read_nodata(ifd: _IFD) -> float | None:
