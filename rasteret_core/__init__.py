@@ -32,6 +32,7 @@ from .errors import (
     SourceError,
     StaleAssetError,
     TiffFormatError,
+    UnresolvedCRSError,
     UnsupportedTiffError,
 )
 from .settings import Settings
@@ -73,6 +74,7 @@ __all__ = [
     "RasteretError",
     "ConfigError",
     "TiffFormatError",
+    "UnresolvedCRSError",
     "UnsupportedTiffError",
     "PlanningError",
     "GeometryError",

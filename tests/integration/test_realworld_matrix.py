@@ -337,10 +337,9 @@ def _exists(uri: str, settings: rc.Settings) -> bool:
     return True
 
 
-def test_a_build_with_refused_files_names_them_and_enrichment_keeps_the_others(matrix: Matrix) -> None:
-    """``build_from_table`` is all or nothing: it must fail naming every refused file and commit
-    nothing. The partial path is ``enrich_records``: the refused files are its failures, the
-    other records get their headers."""
+def test_a_build_with_refused_files_names_them_and_a_partial_build_keeps_the_others(matrix: Matrix) -> None:
+    """A build fails naming every refused file and commits nothing; ``partial=True`` commits the
+    others and lists the refused ones in the commit metadata."""
     good = [c for c in READ if c.name in ("mask_deflate_uint16", "rotated_geotransform")]
     cases = good + REFUSED
     uri = f"{TABLES}/mixed"
@@ -350,11 +349,12 @@ def test_a_build_with_refused_files_names_them_and_enrichment_keeps_the_others(m
         assert matrix.href(case) in str(info.value), f"the build error does not name {case.filename}: {info.value}"
     assert not _exists(uri, matrix.settings), "a failed build committed a version"
 
-    table = rc.records_from_table(records(cases, matrix), bands={"b1": "image:1"})
-    result = rc.enrich_records(table, settings=matrix.settings)
-    assert sorted(f.href for f in result.failures) == sorted(matrix.href(c) for c in REFUSED)
-    headers = {row["id"]: row["assets"]["b1"]["header"] for row in result.table.to_pylist()}
-    assert all(headers[c.name] is not None for c in good)
+    col = rc.build_from_table(records(cases, matrix), uri=uri, bands={"b1": "image:1"}, settings=matrix.settings,
+                              partial=True)
+    assert sorted(col.to_arrow()["id"].to_pylist()) == sorted(c.name for c in good)
+    skipped = col.history()[0]["metadata"]["skipped"]
+    assert sorted(s["id"] for s in skipped) == sorted(c.name for c in REFUSED)
+    assert all(matrix.href(c) in s["error"] for c in REFUSED for s in skipped if s["id"] == c.name)
 
 
 def test_the_whole_matrix_builds_as_one_collection(matrix: Matrix) -> None:

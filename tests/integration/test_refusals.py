@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -67,8 +66,7 @@ def test_partial_builds_keep_the_rest_and_say_so(files, tmp_path):
     col = rc.build_from_table(_records(files), uri=str(tmp_path / "col"), partial=True)
     assert col.to_arrow()["id"].to_pylist() == ["good"]
     meta = col.history()[0]["metadata"]
-    meta = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in meta.items()}
-    assert int(meta["records_skipped"]) == 2
+    assert meta["records_skipped"] == 2
     assert {s["id"] for s in meta["skipped"]} == {"gcps", "bare"}
     window = shapely.box(650000 + 103, 5100000 - 303, 650000 + 407, 5100000 - 53)
     with rasterio.open(files["good"]) as src:
