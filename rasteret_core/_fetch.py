@@ -20,12 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
-import shapely
 
 from ._decode import decode_tile
-from ._geometry import apply_affine, inverse_affine
 from ._header import ImageInfo, TiffHeader
 from ._planner import ChunkPlan, RangeRequest, ReadPlan, TilePart, Window
+from ._rasterize import rasterize_mask
 from ._store import IOStats, ObjectInfo, Stores
 from ._tiff import parse_header
 from .errors import FetchError, RasteretError
@@ -134,70 +133,6 @@ def _paste(out: np.ndarray, window: Window, image: ImageInfo, tile: int, pixels:
     if source.shape != (1, 1):
         source = source[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]
     out[r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off] = source
-
-
-def rasterize_mask(
-    geometry: shapely.Geometry | None, transform: Sequence[float], height: int, width: int, all_touched: bool = False
-) -> np.ndarray:
-    """Boolean ``[height, width]`` array, True where a pixel belongs to ``geometry``.
-
-    As GDAL rasterizes polygons: scanlines through pixel centres, a pixel belongs when
-    its centre lies in a span ``[x0, x1)`` between edge crossings; with ``all_touched``
-    also when the geometry's boundary touches the pixel. ``transform`` maps pixel
-    (col, row) of the window to the geometry's CRS. A point keeps its whole window
-    (the one pixel that contains it), and so does no geometry.
-    """
-    if geometry is None or geometry.geom_type == "Point":
-        return np.ones((height, width), dtype=bool)
-    px = apply_affine(inverse_affine(transform), geometry)  # the geometry in window pixel space
-    inside = _scanline_fill(px, height, width)
-    if all_touched:
-        band = _scanline_fill(px.buffer(0.75), height, width) & ~inside
-        rows, cols = np.nonzero(band)
-        if rows.size:
-            shapely.prepare(px)
-            boxes = shapely.box(cols, rows, cols + 1.0, rows + 1.0)
-            hit = shapely.intersects(px, boxes)
-            inside[rows[hit], cols[hit]] = True
-    return inside
-
-
-def _scanline_fill(px: shapely.Geometry, height: int, width: int, block: int = 256) -> np.ndarray:
-    """Even-odd scanline fill of polygon rings given in pixel space (GDAL's rule)."""
-    out = np.zeros((height, width), dtype=bool)
-    rings = [r for poly in shapely.get_parts(px) if poly.geom_type == "Polygon"
-             for r in (poly.exterior, *poly.interiors)]
-    if not rings or height == 0 or width == 0:
-        return out
-    segments = np.concatenate([
-        np.column_stack([c[:-1], c[1:]]) for c in (shapely.get_coordinates(r) for r in rings) if len(c) > 1
-    ])
-    x0, y0, x1, y1 = segments.T
-    keep = y0 != y1  # horizontal edges never cross a scanline
-    x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
-    ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
-    slope = (x1 - x0) / (y1 - y0)
-    for r0 in range(0, height, block):
-        r1 = min(r0 + block, height)
-        yc = np.arange(r0, r1) + 0.5
-        near = (yhi > yc[0]) & (ylo <= yc[-1])
-        if not near.any():
-            continue
-        lo, hi, sx, sy, sl = ylo[near], yhi[near], x0[near], y0[near], slope[near]
-        active = (yc[:, None] >= lo) & (yc[:, None] < hi)
-        xs = np.where(active, sx + (yc[:, None] - sy) * sl, np.inf)
-        xs.sort(axis=1)
-        xs = xs[:, : int(active.sum(axis=1).max())]
-        starts, ends = np.floor(xs[:, 0::2] + 0.5), np.floor(xs[:, 1::2] + 0.5)
-        pairs = np.isfinite(starts) & np.isfinite(ends[:, : starts.shape[1]])
-        rows = np.nonzero(pairs)[0]
-        s = np.clip(starts[pairs], 0, width).astype(np.int64)
-        e = np.clip(ends[:, : starts.shape[1]][pairs], 0, width).astype(np.int64)
-        diff = np.zeros((r1 - r0, width + 1), dtype=np.int32)
-        np.add.at(diff, (rows, s), 1)
-        np.add.at(diff, (rows, e), -1)
-        out[r0:r1] = np.cumsum(diff, axis=1)[:, :width] > 0
-    return out
 
 
 async def fetch_headers(

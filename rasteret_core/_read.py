@@ -23,11 +23,12 @@ import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 
-from ._fetch import rasterize_mask, read_plan
+from ._fetch import read_plan
 from ._freshness import ObjectFacts, check_fresh
 from ._geometry import CRS84, GeometryLike, reproject, to_crs, to_geometry
 from ._header import TiffHeader
 from ._planner import ChunkRequest, ReadPlan, Window, plan_read, resolve_overview, select_image
+from ._rasterize import rasterize_mask
 from ._schema import header_from_dict
 from ._store import IOStats
 from ._warp import Resampling, default_resolution, plan_source_window, plan_target_grid, reproject_array
