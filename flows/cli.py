@@ -146,14 +146,25 @@ def extract(
     batch_size: Annotated[int, typer.Option(help="AOIs per task")] = 64,
     geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the AOIs if the file does not say")] = None,
     version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
+    stats: Annotated[Optional[str], typer.Option(
+        help="Statistics instead of pixels, one row per AOI x record x band: any of count,mean,min,max,std,median "
+             "(over valid pixels; std with ddof=0)")] = None,
     runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
-    """Run the extraction flow: read bands for every AOI into an output Delta table."""
+    """Run the extraction flow: read bands (or their statistics) for every AOI into an output Delta table."""
+    from rasteret_core import StatisticError, check_stats
+
     from ._runners import with_runner
     from .extract import extract_aois
 
+    names = None
+    if stats is not None:
+        try:
+            names = list(check_stats([s.strip() for s in stats.split(",") if s.strip()]))
+        except StatisticError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--stats") from None
     result = with_runner(extract_aois, runner)(uri, str(aois.resolve()), bands.split(","), out, version=version,
-                                               batch_size=batch_size, geometry_crs=geometry_crs)
+                                               batch_size=batch_size, geometry_crs=geometry_crs, stats=names)
     _report_batches("extracted", result)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from rasteret_core import Settings, load
+from rasteret_core import Settings, check_stats, load
 from tasks import discard_folder, extract_aoi_batch, plan_batches, stage_folder
 
 from ._fanout import fan_out
@@ -30,14 +30,19 @@ def extract_aois(
     all_touched: bool = False,
     mode: str = "overwrite",
     max_in_flight: int = 4,
+    stats: list[str] | None = None,
 ) -> dict[str, Any]:
     """Read ``bands`` for every AOI in the (Geo)Parquet file ``aois`` and write one output Delta table.
 
     The output keeps every AOI column and adds one row per AOI x record x band
-    (see ``Collection.get_table``). The collection version is pinned at the start.
-    A batch that still fails after its retries is reported (log, artifact, the
-    returned ``failed batches``) and the others are committed.
+    (see ``Collection.get_table``); with ``stats`` (``["count", "mean", ...]``) the rows
+    hold those statistics instead of pixels, in the same schema ``get_table(stats=...)``
+    returns. The collection version is pinned at the start. A batch that still fails
+    after its retries is reported (log, artifact, the returned ``failed batches``) and
+    the others are committed.
     """
+    if stats is not None:
+        stats = list(check_stats(stats))  # a bad name fails here, once, naming the valid ones
     started = time.perf_counter()
     pinned = load(collection_uri, version=version).version
     stage = stage_folder(Settings.from_env(), "extract", flow_run.id or uuid.uuid4())
@@ -47,12 +52,13 @@ def extract_aois(
         extract_aoi_batch,
         [{"collection_uri": collection_uri, "version": pinned, "aois": aois, "start": s, "stop": e, "bands": bands,
           "stage": stage, "geometry_column": geometry_column, "geometry_crs": geometry_crs,
-          "all_touched": all_touched} for s, e in batches],
+          "all_touched": all_touched, "stats": stats} for s, e in batches],
         [f"AOI batch [{s}, {e})" for s, e in batches],
         max_in_flight=max_in_flight,
     )
     summary = commit_parts(done.results, out_uri, operation="extract", mode=mode, metadata={
-        "collection": collection_uri, "collection_version": pinned, "aois": aois, "bands": bands})
+        "collection": collection_uri, "collection_version": pinned, "aois": aois, "bands": bands,
+        **({"stats": stats} if stats is not None else {})})
     discard_folder(stage)
     summary = {"collection": f"{collection_uri} v{pinned}", **summary, "aois": summary.pop("inputs"),
                "batches": len(batches), "failed batches": len(done.failures),

@@ -13,6 +13,7 @@ from ._freshness import StaleAsset, check_fresh, expected_objects
 from ._header import ImageInfo, TiffHeader
 from ._planner import ReadPlan, plan_read
 from ._sources import build_from_stac, build_from_table, records_from_table
+from ._stats import STATISTICS, check_stats
 from ._stac import StacSearch, records_from_items, search, search_items
 from ._store import ByteStore, IOStats, Stores
 from ._tiff import parse_header
@@ -31,6 +32,7 @@ from .errors import (
     SchemaError,
     SourceError,
     StaleAssetError,
+    StatisticError,
     TiffFormatError,
     UnresolvedCRSError,
     UnsupportedTiffError,
@@ -53,6 +55,8 @@ __all__ = [
     "load",
     "records_from_table",
     "register",
+    "STATISTICS",
+    "check_stats",
     "search",
     "read_geometry_table",
     "EnrichResult",
@@ -81,6 +85,7 @@ __all__ = [
     "BandError",
     "NoRecordsError",
     "GridMismatchError",
+    "StatisticError",
     "FetchError",
     "ObjectNotFoundError",
     "DecodeError",

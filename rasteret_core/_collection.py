@@ -30,6 +30,7 @@ from ._read import (
     stack_to_xarray,
 )
 from ._schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
+from ._stats import check_stats
 from ._stac import parse_utc
 from ._store import IOStats
 from .errors import CollectionError, SchemaError
@@ -274,6 +275,7 @@ class Collection:
         overview: int | None = None,
         resolution: float | None = None,
         masked: bool = False,
+        stats: Sequence[str] | None = None,
     ) -> tuple[pa.Table, IOStats]:
         """Read every AOI of a table from every record it meets; one row per AOI x record x band.
 
@@ -283,11 +285,25 @@ class Collection:
         meet no record add no row. Records on different grids are fine here. With ``masked``
         the ``data`` values of invalid pixels (GDAL's mask band) and of pixels outside the
         AOI are null.
+
+        With ``stats`` (any of ``"count", "mean", "min", "max", "std", "median"``) each row
+        holds statistics instead of ``data``: ``pixels`` (the window's pixels inside the
+        AOI) and one column per statistic, named as asked, over the valid pixels only
+        (inside the AOI, valid by GDAL's mask band, not NaN). ``count`` is the number of
+        valid pixels; a window without any has count 0 and null statistics. ``mean`` and
+        ``std`` are float64 (``std`` with ``ddof=0``, numpy's default), ``median`` is
+        numpy's median as float64, ``min``/``max`` keep the bands' dtype (unsigned widened
+        to the signed type that holds it, as Delta output tables store it). The read runs
+        in batches of ``RASTERET_BATCH_PIXELS`` window pixels, each window reduced as soon
+        as it is read, so no more than one batch of arrays is held at once.
+
+        Raises:
+            StatisticError: an unknown (or repeated) statistic; the message lists the valid ones.
         """
-        out, _, stats = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
-                                        options=ReadOptions(all_touched=all_touched, overview=overview,
-                                                            resolution=resolution, masked=masked))
-        return out, stats
+        out, _, io = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
+                                     options=ReadOptions(all_touched=all_touched, overview=overview,
+                                                         resolution=resolution, masked=masked), stats=stats)
+        return out, io
 
     def sample_points(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                       geometry_column: str = "geometry", match: str = "all") -> pa.Table:
@@ -315,16 +331,20 @@ class Collection:
 
     def get_gdf(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                 geometry_column: str = "geometry", all_touched: bool = False, overview: int | None = None,
-                resolution: float | None = None, masked: bool = False) -> Any:
+                resolution: float | None = None, masked: bool = False, stats: Sequence[str] | None = None) -> Any:
         """:meth:`get_table` as a GeoDataFrame (needs ``rasteret[geo]``); ``data`` holds 2-D arrays
-        (``numpy.ma.MaskedArray`` with ``masked``)."""
+        (``numpy.ma.MaskedArray`` with ``masked``); with ``stats``, the statistics columns instead
+        (null statistics are NaN or pandas' NA)."""
         try:
             import geopandas as gpd
         except ImportError as exc:
             raise ImportError('get_gdf needs geopandas: pip install "rasteret[geo]"') from exc
         out, crs, _ = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
                                       options=ReadOptions(all_touched=all_touched, overview=overview,
-                                                          resolution=resolution, masked=masked))
+                                                          resolution=resolution, masked=masked), stats=stats)
+        if stats is not None:
+            df = out.drop_columns([geometry_column]).to_pandas()
+            return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
         df = out.drop_columns([geometry_column, "data"]).to_pandas()
         df["data"] = [_window_array(v, h, w, masked) for v, h, w in zip(out["data"], df["height"], df["width"])]
         return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
@@ -340,12 +360,14 @@ class Collection:
                           geometry_crs=geometry_crs, options=options)
 
     def _read_aois(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None, geometry_column: str,
-                   options: ReadOptions) -> tuple[pa.Table, CRS, IOStats]:
+                   options: ReadOptions, stats: Sequence[str] | None = None) -> tuple[pa.Table, CRS, IOStats]:
         band_list = check_bands(self.bands, bands)
+        names = check_stats(stats) if stats is not None else None  # before any I/O
         table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
-        out, stats = read_aoi_table(self._near(table[geometry_column].to_pylist(), crs), table, crs, band_list,
-                                    settings=self.settings, geometry_column=geometry_column, options=options)
-        return out, crs, stats
+        out, io = read_aoi_table(self._near(table[geometry_column].to_pylist(), crs), table, crs, band_list,
+                                 settings=self.settings, geometry_column=geometry_column, options=options,
+                                 stats=names)
+        return out, crs, io
 
     def _near(self, geometries: GeometryLike | Sequence[GeometryLike], crs: Any | None) -> pa.Table:
         """The records whose footprints meet any of ``geometries`` (pruned through Delta when loaded)."""

@@ -23,14 +23,14 @@ import numpy as np
 
 from ._decode import decode_tile
 from ._header import ImageInfo, TiffHeader
-from ._planner import ChunkPlan, RangeRequest, ReadPlan, TilePart, Window
+from ._planner import ChunkPlan, RangeRequest, ReadPlan, TilePart, Window, split_plan
 from ._rasterize import rasterize_mask
 from ._store import IOStats, ObjectInfo, Stores
 from ._tiff import parse_header
 from .errors import FetchError, RasteretError
 from .settings import Settings
 
-__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "with_stores", "read_plan", "read_headers"]
+__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "with_stores", "read_plan", "read_headers", "reduce_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +247,49 @@ def read_plan(
             if isinstance(outcome, BaseException):
                 raise outcome
         return arrays, stores.stats  # type: ignore[return-value]
+
+    return with_stores(settings, go)
+
+
+def reduce_plan(
+    plan: ReadPlan,
+    settings: Settings,
+    reduce: Callable[[ChunkPlan, np.ma.MaskedArray], T],
+    *,
+    max_pixels: int,
+    check: Callable[[Stores], Coroutine[Any, Any, None]] | None = None,
+) -> tuple[list[T], IOStats]:
+    """Run ``plan`` in bounded batches and reduce each chunk's masked array as soon as its batch is read.
+
+    The plan is cut by :func:`~rasteret_core._planner.split_plan` into batches of at most
+    ``max_pixels`` window pixels; they run one after another, so only one batch's
+    arrays are held at once. ``reduce(chunk, array)`` gets each chunk's masked array
+    (as :func:`execute_plan` with ``masked``) in a worker thread. Returns one
+    reduction per chunk, in plan order, and the I/O it took. ``check`` as in
+    :func:`read_plan` (it runs once, alongside the batches).
+    """
+    batches = split_plan(plan, max_pixels=max_pixels)
+
+    def reduce_all(chunks: Sequence[ChunkPlan], arrays: list[np.ndarray]) -> list[T]:
+        return [reduce(chunk, arr) for chunk, arr in zip(chunks, arrays)]  # type: ignore[arg-type]
+
+    async def run(stores: Stores) -> list[T]:
+        out: list[T] = []
+        for batch in batches:
+            arrays = await execute_plan(batch, stores, masked=True)
+            out.extend(await asyncio.to_thread(reduce_all, batch.chunks, arrays))
+            del arrays  # before the next batch decodes
+        log.debug("reduced %d chunks in %d batch(es)", len(plan.chunks), len(batches))
+        return out
+
+    async def go(stores: Stores) -> tuple[list[T], IOStats]:
+        if check is None:
+            return await run(stores), stores.stats
+        checked, reduced = await asyncio.gather(check(stores), run(stores), return_exceptions=True)
+        for outcome in (checked, reduced):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return reduced, stores.stats  # type: ignore[return-value]
 
     return with_stores(settings, go)
 

@@ -39,6 +39,7 @@ __all__ = [
     "resolve_overview",
     "select_image",
     "plan_mask",
+    "split_plan",
 ]
 
 
@@ -344,4 +345,43 @@ def _plan_requests(chunks: Sequence[ChunkPlan], gap: int, max_bytes: int) -> tup
             [(p.offset, p.offset + p.length) for p in parts], gap=gap, max_bytes=max_bytes
         ):
             out.append(RangeRequest(uri, start, end, tuple(parts[i] for i in members)))
+    return tuple(out)
+
+
+def split_plan(plan: ReadPlan, *, max_pixels: int) -> tuple[ReadPlan, ...]:
+    """Cut ``plan`` into consecutive batches whose windows hold at most ``max_pixels`` pixels in all.
+
+    Chunks keep their order, each in exactly one batch; a chunk larger than
+    ``max_pixels`` is a batch of its own. A batch's requests are the plan's merged
+    requests trimmed to the tiles (and mask tiles) its chunks read, so no request
+    grows; a tile that chunks of two batches read is fetched by both. Running the
+    batches one after another bounds the decoded pixels held at once.
+    """
+    if max_pixels < 1:
+        raise PlanningError(f"max_pixels must be at least 1, got {max_pixels}")
+    groups: list[list[ChunkPlan]] = [[]]
+    held = 0
+    for chunk in plan.chunks:
+        pixels = chunk.window.height * chunk.window.width
+        if groups[-1] and held + pixels > max_pixels:
+            groups.append([])
+            held = 0
+        groups[-1].append(chunk)
+        held += pixels
+    if len(groups) == 1:
+        return (plan,)
+    return tuple(ReadPlan(tuple(g), _trim_requests(plan.requests, g), plan.all_touched) for g in groups)
+
+
+def _trim_requests(requests: Sequence[RangeRequest], chunks: Sequence[ChunkPlan]) -> tuple[RangeRequest, ...]:
+    """``requests`` keeping only the parts ``chunks`` read, each range shrunk to its first and last kept part."""
+    needed = {(c.uri, c.ifd, t) for c in chunks for t in c.tiles} | {
+        (c.uri, c.mask.ifd, t) for c in chunks if c.mask is not None and c.mask.ifd is not None for t in c.mask.tiles
+    }
+    out = []
+    for req in requests:
+        parts = tuple(p for p in req.parts if (req.uri, p.ifd, p.tile) in needed)
+        if parts:
+            out.append(RangeRequest(req.uri, min(p.offset for p in parts), max(p.offset + p.length for p in parts),
+                                    parts))
     return tuple(out)

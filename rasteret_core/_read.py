@@ -23,13 +23,14 @@ import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 
-from ._fetch import read_plan
+from ._fetch import read_plan, reduce_plan
 from ._freshness import ObjectFacts, check_fresh
 from ._geometry import CRS84, GeometryLike, reproject, to_crs, to_geometry
 from ._header import TiffHeader
-from ._planner import ChunkRequest, ReadPlan, Window, plan_read, resolve_overview, select_image
+from ._planner import ChunkPlan, ChunkRequest, ReadPlan, Window, plan_read, resolve_overview, select_image
 from ._rasterize import rasterize_mask
 from ._schema import header_from_dict
+from ._stats import check_stats, reduce_window, stats_columns
 from ._store import IOStats
 from ._warp import Resampling, default_resolution, plan_source_window, plan_target_grid, reproject_array
 from .errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
@@ -314,6 +315,7 @@ def read_aoi_table(
     settings: Settings,
     geometry_column: str = "geometry",
     options: ReadOptions = ReadOptions(),
+    stats: Sequence[str] | None = None,
 ) -> tuple[pa.Table, IOStats]:
     """Read every AOI from every record it meets; one output row per AOI x record x band.
 
@@ -321,7 +323,15 @@ def read_aoi_table(
     ``crs``, ``transform`` (of the window), ``height``, ``width`` and ``data`` (the
     masked window, row-major, in the band's dtype; with ``options.masked`` invalid pixels
     are null values). AOIs that meet no record add no row.
+
+    With ``stats`` (names from :data:`~rasteret_core._stats.STATISTICS`) ``data`` gives way
+    to ``pixels`` (the window's pixels inside the AOI, int64) and one column per statistic,
+    in the order asked, over the valid pixels only (see :mod:`rasteret_core._stats`). The
+    whole read is planned at once and run in batches of at most ``settings.batch_pixels``
+    window pixels, each window reduced as soon as its batch is read (``options.masked``
+    changes nothing there).
     """
+    names = check_stats(stats) if stats is not None else None
     geoms = [to_geometry(g) for g in aois[geometry_column].to_pylist()]
     rows = table.to_pylist()
     feet = shapely.from_wkb([r["geometry"] for r in rows])
@@ -335,8 +345,18 @@ def read_aoi_table(
                 requests.append(ChunkRequest(key=(ai, int(ri), band), uri=uri, header=header, geometry=geom,
                                              geometry_crs=aoi_crs, sample=sample, overview=options.overview_for(header)))
     plan = _plan(requests, options, settings)
-    arrays, stats = (read_plan(plan, settings, check=fresh_check(plan, rows), masked=options.masked)
-                     if plan.chunks else ([], IOStats()))
+    columns: dict[str, pa.Array]
+    if names is None:
+        arrays, io = (read_plan(plan, settings, check=fresh_check(plan, rows), masked=options.masked)
+                      if plan.chunks else ([], IOStats()))
+        columns = {"data": _list_array(arrays)}
+    else:
+        reduce = functools.partial(_window_stats, names, options.all_touched)
+        windows, io = (reduce_plan(plan, settings, reduce, max_pixels=settings.batch_pixels,
+                                   check=fresh_check(plan, rows)) if plan.chunks else ([], IOStats()))
+        dtypes = {r.header.image.dtype for r in requests} or {np.dtype("uint16")}  # uint16: a placeholder
+        columns = {"pixels": pa.array([w[0] for w in windows], pa.int64()),
+                   **stats_columns([w[1] for w in windows], names, np.result_type(*dtypes))}
     out = aois.take(pa.array([c.key[0] for c in plan.chunks], pa.int64()))
     extra = {
         "record_id": pa.array([rows[c.key[1]]["id"] for c in plan.chunks], pa.string()),
@@ -346,13 +366,20 @@ def read_aoi_table(
         "transform": pa.array([list(c.transform) for c in plan.chunks], pa.list_(pa.float64())),
         "height": pa.array([c.window.height for c in plan.chunks], pa.int32()),
         "width": pa.array([c.window.width for c in plan.chunks], pa.int32()),
-        "data": _list_array(arrays),
+        **columns,
     }
     for name, column in extra.items():
         if name in out.schema.names:
             raise SchemaError(f"the AOI table has a column {name!r} that the output needs; rename it")
         out = out.append_column(name, column)
-    return out, stats
+    return out, io
+
+
+def _window_stats(names: Sequence[str], all_touched: bool, chunk: ChunkPlan,
+                  array: np.ma.MaskedArray) -> tuple[int, dict[str, Any]]:
+    """One window's pixels inside its AOI and its statistics (run by the fetcher as its batch is read)."""
+    inside = rasterize_mask(chunk.geometry, chunk.transform, chunk.window.height, chunk.window.width, all_touched)
+    return int(np.count_nonzero(inside)), reduce_window(array, names)
 
 
 def _list_array(arrays: Sequence[np.ndarray]) -> pa.Array:

@@ -18,6 +18,7 @@ __all__ = [
     "BandError",
     "NoRecordsError",
     "GridMismatchError",
+    "StatisticError",
     "FetchError",
     "ObjectNotFoundError",
     "DecodeError",
@@ -97,6 +98,10 @@ class NoRecordsError(PlanningError):
 
 class GridMismatchError(PlanningError):
     """Records or bands on different pixel grids were asked to stack in one array."""
+
+
+class StatisticError(PlanningError):
+    """A statistic asked for (``stats=``, ``--stats``) is not one Rasteret computes."""
 
 
 class FetchError(RasteretError):

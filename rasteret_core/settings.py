@@ -27,6 +27,8 @@ class Settings:
         coalesce_gap: Merge two byte ranges of one object when fewer than this many
             bytes lie between them (reading a small gap beats another request).
         max_request_bytes: Never merge ranges into a request larger than this.
+        batch_pixels: Window pixels a batched read (statistics) decodes and holds at once;
+            a window larger than this is read in a batch of its own.
         header_read: Bytes read by the first request for a header; grows (doubles)
             when the header is larger.
         request_timeout: Seconds before one request is abandoned.
@@ -47,6 +49,7 @@ class Settings:
     decode_threads: int = max(2, min(8, os.cpu_count() or 2))
     coalesce_gap: int = 64 * 1024
     max_request_bytes: int = 16 * 1024 * 1024
+    batch_pixels: int = 16 * 1024 * 1024
     header_read: int = 64 * 1024
     request_timeout: float = 30.0
     request_retries: int = 3
@@ -61,7 +64,7 @@ class Settings:
     aws_no_sign_request: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrency", "decode_threads", "header_read", "max_request_bytes"):
+        for name in ("max_concurrency", "decode_threads", "header_read", "max_request_bytes", "batch_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.coalesce_gap < 0:

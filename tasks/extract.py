@@ -33,19 +33,24 @@ def extract_aoi_batch(
     geometry_column: str = "geometry",
     geometry_crs: str | None = None,
     all_touched: bool = False,
+    stats: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Read AOI rows ``[start, stop)`` from every record they meet; stage the output rows."""
+    """Read AOI rows ``[start, stop)`` from every record they meet; stage the output rows.
+
+    With ``stats`` the rows hold those statistics instead of pixels (``Collection.get_table``).
+    """
     settings = Settings.from_env()
     col = load(collection_uri, version=version, settings=settings)
     table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
     batch = table.slice(start, stop - start)
-    out, stats = col.get_table(batch, bands, geometry_crs=crs, geometry_column=geometry_column, all_touched=all_touched)
+    out, io = col.get_table(batch, bands, geometry_crs=crs, geometry_column=geometry_column, all_touched=all_touched,
+                            stats=stats)
     path = stage_table(out, stage, f"aois-{start:08d}")
     get_run_logger().info(
-        "AOIs [%d, %d): %d rows, %d requests, %d bytes", start, stop, out.num_rows, stats.requests, stats.bytes
+        "AOIs [%d, %d): %d rows, %d requests, %d bytes", start, stop, out.num_rows, io.requests, io.bytes
     )
-    return {"path": path, "inputs": batch.num_rows, "rows": out.num_rows, "requests": stats.requests,
-            "bytes": stats.bytes}
+    return {"path": path, "inputs": batch.num_rows, "rows": out.num_rows, "requests": io.requests,
+            "bytes": io.bytes}
 
 
 @task(name="sample-point-batch", tags=IO_TAGS, retry_condition_fn=retry_if_retryable, **RETRY_OPTIONS)
