@@ -27,12 +27,12 @@ from ._read import (
     plan_stack,
     read_aoi_table,
     read_stack,
-    stack_to_xarray,
 )
 from ._schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
 from ._stats import check_stats
 from ._stac import parse_utc
 from ._store import IOStats
+from ._xarray import Chunks, GroupBy, Mosaic, check_mosaic, read_xarray
 from .errors import CollectionError, SchemaError
 from .settings import Settings
 
@@ -252,17 +252,50 @@ class Collection:
         target_crs: Any | None = None,
         resampling: Resampling = "nearest",
         masked: bool = False,
+        mosaic: Mosaic | None = None,
+        group_by: GroupBy = "date",
+        chunks: Chunks | None = None,
     ) -> Any:
         """:meth:`get_numpy` as an ``xarray.Dataset`` (needs ``rasteret[xarray]``).
 
         One variable per band with dims ``(time, y, x)``, pixel-centre ``x``/``y``
         coordinates, record ids on ``id``, and a CF ``spatial_ref`` grid mapping. With
         ``masked`` (as rioxarray's ``open_rasterio(masked=True)``) the variables are floats
-        with NaN where pixels are invalid or outside the geometry.
+        with NaN where pixels are invalid or outside the geometry; otherwise they keep the
+        native dtype, with the fill named by the ``nodata`` attribute and ``_FillValue``.
+
+        Args:
+            mosaic: Combine records into one layer per UTC calendar date (``time`` is the
+                date; ``id`` is dropped), in record order (datetime, then id), as
+                ``rasterio.merge.merge`` takes its sources: ``"first"`` keeps each pixel of
+                the first record where it is valid, ``"latest"`` of the last, ``"median"``
+                the median of the valid values (always floats with NaN). Validity is the
+                masked read's: GDAL's mask band and the geometry. The records must lie on
+                one grid: records on other CRSs need ``target_crs=``.
+            group_by: With ``mosaic``: ``"date"`` (the default) or ``"all"``, one layer of
+                every record with dims ``(y, x)``.
+            chunks: A dask-backed Dataset instead: nothing is read until it is computed,
+                and each block reads its own records, band and pixel window through the
+                same planner and fetcher, giving the eager read's pixels. A mapping of
+                ``"time"`` (layers), ``"y"``, ``"x"`` to sizes (``-1`` or left out: whole;
+                ``"auto"``: tile multiples up to dask's chunk size), or ``"auto"`` for
+                ``{"time": 1, "y": "auto", "x": "auto"}``. The graph pickles (records as
+                Arrow, the settings) and runs on threads or ``dask.distributed``
+                processes. With ``target_crs`` each block of time is warped whole, then
+                cut into the ``y``/``x`` chunks.
+
+        Raises:
+            NoRecordsError, BandError, GridMismatchError: as :meth:`get_numpy`.
+            PlanningError: an unknown ``mosaic``, ``group_by`` or ``chunks``.
         """
-        stack = self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
-                            resolution=resolution, target_crs=target_crs, resampling=resampling, masked=masked)
-        return stack_to_xarray(stack)
+        band_list = check_bands(self.bands, bands)
+        check_mosaic(mosaic, group_by)  # before any I/O
+        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution,
+                              target_crs=to_crs(target_crs) if target_crs is not None else None,
+                              resampling=resampling, masked=masked)
+        return read_xarray(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
+                           geometry_crs=geometry_crs, options=options, mosaic=mosaic, group_by=group_by,
+                           chunks=chunks)
 
     def get_table(
         self,

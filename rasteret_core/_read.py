@@ -36,7 +36,7 @@ from ._warp import Resampling, default_resolution, plan_source_window, plan_targ
 from .errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
 from .settings import Settings
 
-__all__ = ["ReadOptions", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_stack", "read_aoi_table", "stack_to_xarray"]
+__all__ = ["ReadOptions", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_stack", "read_aoi_table", "stack_grid"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,6 +256,23 @@ def read_stack(
                                   options=options)
     if grid is not None:
         return _warp_stack(plan, rows, bands, grid, settings, options)
+    first = stack_grid(plan, rows, bands)
+    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows), masked=options.masked)
+    dtype = np.result_type(*(a.dtype for a in arrays))
+    out = _empty((len(rows), len(bands), first.window.height, first.window.width), dtype, options.masked)
+    for chunk, arr in zip(plan.chunks, arrays):
+        out[chunk.key] = arr
+    return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), first.transform,
+                 first.crs or "", first.fill, stats)
+
+
+def stack_grid(plan: ReadPlan, rows: Sequence[Mapping[str, Any]], bands: Sequence[str]) -> ChunkPlan:
+    """The first chunk of a stack's plan, once every record x band is known to lie on its grid.
+
+    Raises:
+        GridMismatchError: the chunks lie on different pixel grids, or some record x band
+            has no chunk.
+    """
     grids = {(c.crs, c.transform, c.window.height, c.window.width) for c in plan.chunks}
     if len(grids) > 1 or len(plan.chunks) != len(rows) * len(bands):
         raise GridMismatchError(
@@ -263,14 +280,7 @@ def read_stack(
             "grids (CRS, resolution or origin differ) and cannot stack in one array; read one grid at a "
             "time (subset by CRS or band resolution), pass target_crs= to reproject, or use get_gdf()"
         )
-    arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows), masked=options.masked)
-    first = plan.chunks[0]
-    dtype = np.result_type(*(a.dtype for a in arrays))
-    out = _empty((len(rows), len(bands), first.window.height, first.window.width), dtype, options.masked)
-    for chunk, arr in zip(plan.chunks, arrays):
-        out[chunk.key] = arr
-    return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), first.transform,
-                 first.crs or "", first.fill, stats)
+    return plan.chunks[0]
 
 
 def _warp_stack(plan: ReadPlan, rows: list[dict[str, Any]], bands: Sequence[str], grid: TargetGrid,
@@ -391,53 +401,3 @@ def _list_array(arrays: Sequence[np.ndarray]) -> pa.Array:
     invalid = (np.concatenate([np.ma.getmaskarray(a).ravel() for a in arrays])
                if any(isinstance(a, np.ma.MaskedArray) for a in arrays) else None)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, mask=invalid))
-
-
-def stack_to_xarray(stack: Stack) -> Any:
-    """A :class:`Stack` as an ``xarray.Dataset``: one variable per band, dims ``(time, y, x)``,
-    pixel-centre coordinates, and a CF ``spatial_ref`` grid mapping (as rioxarray writes it)."""
-    try:
-        import xarray as xr
-    except ImportError as exc:
-        raise ImportError('get_xarray needs xarray: pip install "rasteret[xarray]"') from exc
-    a, b, c, d, e, f = stack.transform
-    if b != 0 or d != 0:
-        raise GridMismatchError("the grid is rotated; xarray coordinates need a north-up grid, use get_numpy()")
-    _, _, height, width = stack.data.shape
-    crs = CRS.from_user_input(stack.crs)
-    spatial_ref = xr.DataArray(0, attrs={
-        **crs.to_cf(),
-        "crs_wkt": crs.to_wkt(),
-        "spatial_ref": crs.to_wkt(),
-        "GeoTransform": " ".join(str(v) for v in (c, a, b, f, d, e)),
-    })
-    coords = {
-        "time": np.array([np.datetime64(t.replace(tzinfo=None), "ns") if t else np.datetime64("NaT") for t in stack.datetimes]),
-        "y": f + e * (np.arange(height) + 0.5),
-        "x": c + a * (np.arange(width) + 0.5),
-        "id": ("time", np.array(stack.record_ids, dtype=object)),
-        "spatial_ref": spatial_ref,
-    }
-    x_attrs, y_attrs = ({"standard_name": "longitude", "units": "degrees_east"},
-                        {"standard_name": "latitude", "units": "degrees_north"}) if crs.is_geographic else (
-        {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"},
-        {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
-    masked = isinstance(stack.data, np.ma.MaskedArray)
-    if masked:  # as rioxarray's masked=True: floats, NaN where invalid
-        kind = np.result_type(stack.data.dtype, np.float32)
-        values, fill = np.ma.filled(stack.data.astype(kind), np.nan), np.nan
-    else:
-        values, fill = stack.data, stack.fill
-    data_vars = {
-        band: xr.DataArray(values[:, bi], dims=("time", "y", "x"),
-                           attrs={"grid_mapping": "spatial_ref", **({} if masked else {"nodata": fill})})
-        for bi, band in enumerate(stack.bands)
-    }
-    ds = xr.Dataset(data_vars, coords=coords)
-    for band in stack.bands:
-        ds[band].encoding["_FillValue"] = fill
-    ds["x"].attrs.update(x_attrs)
-    ds["y"].attrs.update(y_attrs)
-    ds.attrs["requests"] = stack.stats.requests
-    ds.attrs["bytes_read"] = stack.stats.bytes
-    return ds
