@@ -174,20 +174,32 @@ def sample(
     points: Annotated[Path, typer.Option(help="GeoParquet/Parquet file of points")],
     bands: Annotated[str, typer.Option(help="B1,B2,...")],
     out: Annotated[str, typer.Option(help="Output Delta table: local path or s3://")],
-    match: Annotated[str, typer.Option(help="all records covering a point, or only the first or latest")] = "all",
+    match: Annotated[str, typer.Option(
+        help="all records covering a point; only the first or latest; or nearest-date (to --date-column)")] = "all",
+    date_column: Annotated[Optional[str], typer.Option(help="Each point's date, for --match nearest-date")] = None,
+    x_column: Annotated[Optional[str], typer.Option(help="Coordinate columns instead of a geometry column: x")] = None,
+    y_column: Annotated[Optional[str], typer.Option(help="... and y (CRS: --geometry-crs, else lon/lat)")] = None,
+    geometry_column: Annotated[str, typer.Option(help="The point geometry column")] = "geometry",
+    masked: Annotated[bool, typer.Option(help="Invalid pixels (nodata, masks, alpha) as null values")] = False,
     batch_size: Annotated[int, typer.Option(help="Points per task")] = 1024,
     geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the points if the file does not say")] = None,
     version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
     runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
     """Run the point-sampling flow: the band values at every point into an output Delta table."""
+    from rasteret_core import SchemaError, check_sample_options
+
     from ._runners import with_runner
     from .sample import sample_points
 
-    if match not in ("all", "first", "latest"):
-        raise typer.BadParameter("use all, first or latest", param_hint="--match")
+    try:
+        check_sample_options(match=match, date_column=date_column, x_column=x_column, y_column=y_column)
+    except SchemaError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--match, --date-column, --x-column, --y-column") from None
     result = with_runner(sample_points, runner)(uri, str(points.resolve()), bands.split(","), out, version=version,
-                                                batch_size=batch_size, geometry_crs=geometry_crs, match=match)
+                                                batch_size=batch_size, geometry_crs=geometry_crs, match=match,
+                                                geometry_column=geometry_column, x_column=x_column,
+                                                y_column=y_column, date_column=date_column, masked=masked)
     _report_batches("sampled", result)
 
 

@@ -12,6 +12,7 @@ from ._fetch import execute_plan, fetch_headers
 from ._freshness import StaleAsset, check_fresh, expected_objects
 from ._header import ImageInfo, TiffHeader
 from ._planner import ReadPlan, plan_read
+from ._points import MATCHES, check_sample_options
 from ._sources import build_from_stac, build_from_table, records_from_table
 from ._stats import STATISTICS, check_stats
 from ._stac import StacSearch, records_from_items, search, search_items
@@ -59,6 +60,8 @@ __all__ = [
     "check_stats",
     "search",
     "read_geometry_table",
+    "MATCHES",
+    "check_sample_options",
     "EnrichResult",
     "HeaderFailure",
     "enrich_records",

@@ -38,6 +38,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from ._freshness import StaleAsset
+    from ._points import Match
 
 __all__ = ["Collection", "load", "GEO_METADATA"]
 
@@ -339,28 +340,51 @@ class Collection:
         return out, io
 
     def sample_points(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
-                      geometry_column: str = "geometry", match: str = "all") -> pa.Table:
+                      geometry_column: str = "geometry", x_column: str | None = None, y_column: str | None = None,
+                      match: Match = "all", date_column: str | None = None, masked: bool = False) -> pa.Table:
         """Sample ``bands`` at every point; one row per point x record x band (see ``_points.sample_table``).
 
-        ``points``: anything :func:`read_geometry_table` accepts, Point geometries only. The
-        output keeps every point column and adds ``record_id``, ``datetime``, ``band`` and
-        ``value`` (the pixel containing the point, as ``rasterio``'s ``sample`` reads it).
-        ``match``: ``"all"`` records covering a point, or only the ``"first"`` / ``"latest"``.
+        ``points``: anything :func:`read_geometry_table` accepts, with Point geometries in
+        ``geometry_column`` (WKB, WKT or GeoArrow points), or coordinates in ``x_column`` and
+        ``y_column`` (numbers, CRS ``geometry_crs``, else OGC:CRS84). The output keeps every
+        point column and adds ``record_id``, ``datetime``, ``band`` and ``value`` (the pixel
+        holding the point, as ``rasterio``'s ``sample`` picks it). Each tile the points touch
+        is read and decoded once, however many points it holds.
+
+        ``match``: ``"all"`` records covering a point; only the ``"first"`` / ``"latest"`` (by
+        datetime, then id); or ``"nearest-date"``: per point, the covering record whose datetime
+        is nearest to the point's date in ``date_column`` (ties: the earlier, then the smaller
+        id). A record covers a point when the point is in its footprint and on its raster,
+        valid pixel or not.
+
+        Invalid pixels (GDAL's mask band: nodata, an internal mask, alpha) hold the fill value
+        (the asset's nodata, else 0), as in ``get_numpy``; with ``masked`` their ``value`` is
+        null instead (valid exactly where rasterio's ``sample(masked=True)`` is unmasked).
         """
         out, _ = self.sample_table(points, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
-                                   match=match)
+                                   x_column=x_column, y_column=y_column, match=match, date_column=date_column,
+                                   masked=masked)
         return out
 
     def sample_table(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
-                     geometry_column: str = "geometry", match: str = "all") -> tuple[pa.Table, IOStats]:
+                     geometry_column: str = "geometry", x_column: str | None = None, y_column: str | None = None,
+                     match: Match = "all", date_column: str | None = None,
+                     masked: bool = False) -> tuple[pa.Table, IOStats]:
         """:meth:`sample_points`, also returning the I/O it took (as :meth:`get_table` does)."""
-        from ._points import sample_table
+        from ._points import sample_table, to_points
 
         band_list = check_bands(self.bands, bands)
-        table, crs = read_geometry_table(points, geometry_column=geometry_column, geometry_crs=geometry_crs)
-        near = self._near(table[geometry_column].to_pylist(), crs)
-        return sample_table(near, table, crs, band_list, settings=self.settings,
-                            geometry_column=geometry_column, match=match)  # type: ignore[arg-type]
+        table, crs = read_geometry_table(points, geometry_column=None if x_column is not None else geometry_column,
+                                         geometry_crs=geometry_crs)
+        pts = to_points(table, crs, geometry_column=geometry_column, x_column=x_column, y_column=y_column,
+                        date_column=date_column, match=match)  # every check before any I/O
+        if len(pts):  # the records whose footprints meet the points' bounds (pruned through Delta when loaded)
+            pad = 1e-9
+            near = self.subset(bbox=(float(pts.lon.min()) - pad, float(pts.lat.min()) - pad,
+                                     float(pts.lon.max()) + pad, float(pts.lat.max()) + pad))._table
+        else:
+            near = self.subset(ids=[])._table
+        return sample_table(near, table, pts, band_list, settings=self.settings, match=match, masked=masked)
 
     def get_gdf(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                 geometry_column: str = "geometry", all_touched: bool = False, overview: int | None = None,
@@ -621,21 +645,22 @@ def _raise_failures(failures: Sequence[Any]) -> None:
 
 
 def read_geometry_table(
-    source: Any, *, geometry_column: str = "geometry", geometry_crs: Any | None = None
+    source: Any, *, geometry_column: str | None = "geometry", geometry_crs: Any | None = None
 ) -> tuple[pa.Table, CRS]:
     """Normalise an AOI/point source to an Arrow table with a WKB geometry column, and its CRS.
 
     ``source``: a path/URI of (Geo)Parquet, a ``pa.Table``, a ``RecordBatchReader``, a
     GeoDataFrame, anything with ``__arrow_c_stream__``, or a sequence of geometries.
     The CRS is ``geometry_crs`` if given, else the table's GeoParquet/GeoArrow metadata
-    (or the GeoDataFrame's), else OGC:CRS84.
+    (or the GeoDataFrame's), else OGC:CRS84. ``geometry_column=None`` (points given as
+    x/y columns) asks for no geometry column, and the CRS is ``geometry_crs`` or OGC:CRS84.
     """
     meta_crs: CRS | None = None
     if hasattr(source, "to_wkb") and hasattr(source, "crs") and hasattr(source, "geometry"):  # GeoDataFrame
         meta_crs = CRS.from_user_input(source.crs) if source.crs is not None else None
         df = source.to_wkb()
         table = pa.Table.from_pandas(df, preserve_index=False)
-        geometry_column = source.geometry.name
+        geometry_column = source.geometry.name if geometry_column is not None else None
     elif isinstance(source, (str,)) or hasattr(source, "__fspath__"):
         import pyarrow.parquet as pq
 
@@ -654,6 +679,8 @@ def read_geometry_table(
         geometry_column = "geometry"
     else:
         raise SchemaError(f"cannot read geometries from {type(source).__name__}")
+    if geometry_column is None:  # x/y columns: no geometry column, no metadata CRS
+        return table, to_crs(geometry_crs)
     if geometry_column not in table.schema.names:
         raise SchemaError(f"the table has no geometry column {geometry_column!r} (columns: {table.schema.names})")
     if meta_crs is None:

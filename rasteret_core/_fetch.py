@@ -23,7 +23,7 @@ import numpy as np
 
 from ._decode import decode_tile
 from ._header import ImageInfo, TiffHeader
-from ._planner import ChunkPlan, RangeRequest, ReadPlan, TilePart, Window, split_plan
+from ._planner import ChunkPlan, PointSet, RangeRequest, ReadPlan, TilePart, Window, split_plan
 from ._rasterize import rasterize_mask
 from ._store import IOStats, ObjectInfo, Stores
 from ._tiff import parse_header
@@ -45,9 +45,13 @@ async def execute_plan(plan: ReadPlan, stores: Stores, *, masked: bool = False) 
     nodata, alpha; see :class:`~rasteret_core._planner.MaskPlan`) and sparse tiles hold
     the chunk's fill value. With ``masked`` each array is a ``numpy.ma.MaskedArray``
     whose mask is True at those pixels (as rasterio's ``read(masked=True)``).
+
+    A point chunk (``chunk.points``) gives a 1-D array, one value per slot of its
+    :class:`~rasteret_core._planner.PointSet`, under the same mask rules; each tile is
+    decoded once and all its points are gathered from it at once.
     """
-    outs = [np.full((c.window.height, c.window.width), c.fill, dtype=c.image.dtype) for c in plan.chunks]
-    valid = [np.ones((c.window.height, c.window.width), dtype=bool) for c in plan.chunks]
+    outs = [np.full(_shape(c), c.fill, dtype=c.image.dtype) for c in plan.chunks]
+    valid = [np.ones(_shape(c), dtype=bool) for c in plan.chunks]
     users: dict[tuple[str, int, int], list[tuple[int, bool]]] = defaultdict(list)  # -> (chunk, is its mask)
     for ci, chunk in enumerate(plan.chunks):
         for tile in chunk.tiles:
@@ -55,7 +59,9 @@ async def execute_plan(plan: ReadPlan, stores: Stores, *, masked: bool = False) 
         mask = chunk.mask
         if mask is not None and mask.image is not None and mask.ifd is not None:
             for tile in mask.tiles:
-                if mask.image.tile_byte_counts[tile] == 0:  # a sparse mask tile reads 0: invalid
+                if mask.image.tile_byte_counts[tile] == 0 and chunk.points is not None:
+                    valid[ci][chunk.points.by_tile[(mask.ifd, tile)]] = False
+                elif mask.image.tile_byte_counts[tile] == 0:  # a sparse mask tile reads 0: invalid
                     _paste(valid[ci], chunk.window, mask.image, tile, np.zeros((1, 1, 1), bool), 0)
                 else:
                     users[(chunk.uri, mask.ifd, tile)].append((ci, True))
@@ -81,7 +87,8 @@ async def execute_plan(plan: ReadPlan, stores: Stores, *, masked: bool = False) 
             await asyncio.gather(*decodes)
 
         await asyncio.gather(*(run(req) for req in plan.requests))
-        grids = {(id(c.geometry), c.transform, c.window.height, c.window.width): c for c in plan.chunks}
+        grids = {(id(c.geometry), c.transform, c.window.height, c.window.width): c for c in plan.chunks
+                 if c.points is None}
         inside = dict(zip(grids, await asyncio.gather(
             *(loop.run_in_executor(pool, rasterize_mask, c.geometry, c.transform, c.window.height, c.window.width,
                                    plan.all_touched) for c in grids.values())
@@ -91,7 +98,8 @@ async def execute_plan(plan: ReadPlan, stores: Stores, *, masked: bool = False) 
         if chunk.mask is not None and chunk.mask.kind == "nodata":
             nodata = chunk.mask.nodata
             ok &= ~np.isnan(out) if nodata is not None and math.isnan(nodata) else out != nodata
-        ok &= inside[(id(chunk.geometry), chunk.transform, chunk.window.height, chunk.window.width)]
+        if chunk.points is None:  # a point is inside the pixel that holds it
+            ok &= inside[(id(chunk.geometry), chunk.transform, chunk.window.height, chunk.window.width)]
         out[~ok] = chunk.fill
         results.append(np.ma.MaskedArray(out, mask=~ok) if masked else out)
     return results
@@ -111,10 +119,36 @@ def _decode_and_paste(
         if is_mask:
             assert chunk.mask is not None
             sample = 0 if image.planar_config == 2 else chunk.mask.sample
-            _paste(valid[ci], chunk.window, image, part.tile, pixels[sample : sample + 1] != 0, 0)
+            if chunk.points is not None:
+                _gather(valid[ci], chunk.points, part.ifd, image, part.tile, pixels, sample, nonzero=True)
+            else:
+                _paste(valid[ci], chunk.window, image, part.tile, pixels[sample : sample + 1] != 0, 0)
         else:
             sample = 0 if image.planar_config == 2 else chunk.sample
-            _paste(outs[ci], chunk.window, image, part.tile, pixels, sample)
+            if chunk.points is not None:
+                _gather(outs[ci], chunk.points, part.ifd, image, part.tile, pixels, sample)
+            else:
+                _paste(outs[ci], chunk.window, image, part.tile, pixels, sample)
+
+
+def _shape(chunk: ChunkPlan) -> tuple[int, ...]:
+    """A chunk's output shape: its window, or one value per point of a point chunk."""
+    return (len(chunk.points),) if chunk.points is not None else (chunk.window.height, chunk.window.width)
+
+
+def _gather(
+    out: np.ndarray, points: PointSet, ifd: int, image: ImageInfo, tile: int, pixels: np.ndarray, plane: int,
+    *, nonzero: bool = False,
+) -> None:
+    """Copy sample ``plane`` of a decoded tile at the pixels of the points it holds into their slots of ``out``.
+
+    With ``nonzero`` the slots get whether the pixel is non-zero (a mask: valid).
+    """
+    slots = points.by_tile[(ifd, tile)]
+    local = tile % (image.tiles_across * image.tiles_down)
+    trow, tcol = divmod(local, image.tiles_across)
+    values = pixels[plane][points.rows[slots] - trow * image.tile_height, points.cols[slots] - tcol * image.tile_width]
+    out[slots] = values != 0 if nonzero else values
 
 
 def _paste(out: np.ndarray, window: Window, image: ImageInfo, tile: int, pixels: np.ndarray, plane: int) -> None:

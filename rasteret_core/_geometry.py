@@ -21,7 +21,7 @@ from pyproj.exceptions import CRSError
 
 from .errors import GeometryError
 
-__all__ = ["GeometryLike", "to_geometry", "to_crs", "reproject", "inverse_affine", "geometry_table_crs"]
+__all__ = ["GeometryLike", "to_geometry", "to_crs", "reproject", "reproject_xy", "inverse_affine", "geometry_table_crs"]
 
 GeometryLike = Any  # shapely geometry | bytes (WKB) | Mapping (GeoJSON) | bbox tuple | __geo_interface__
 
@@ -105,6 +105,19 @@ def reproject(geom: shapely.Geometry, src: CRS, dst: CRS) -> shapely.Geometry:
             "(it lies outside the target CRS's area of use)"
         )
     return out
+
+
+def reproject_xy(xs: np.ndarray, ys: np.ndarray, src: CRS, dst: CRS) -> tuple[np.ndarray, np.ndarray]:
+    """Transform point coordinates from ``src`` to ``dst`` (x/y = lon/lat order), vectorised.
+
+    Points that do not transform (outside the target CRS's area of use) come back
+    non-finite; the caller decides what that means (a point sample: off the raster).
+    """
+    if src == dst:
+        return xs, ys
+    transformer = _transformer(src.to_wkt(), dst.to_wkt())
+    x, y = transformer.transform(xs, ys)
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
 
 def _check_projectable(geom: shapely.Geometry) -> None:

@@ -1,9 +1,10 @@
 """The read planner: pure, synchronous, no I/O.
 
-It maps (record assets with parsed headers, a geometry) to a frozen
-:class:`ReadPlan`: for each record x band a pixel window and the tiles it
-touches, and for the whole read the merged byte-range requests. The fetcher
-(`_fetch.execute_plan`) runs a plan; ``plan.summary()`` tells its cost first.
+It maps (record assets with parsed headers, a geometry or points) to a frozen
+:class:`ReadPlan`: for each record x band a pixel window (or the pixels under
+the points) and the tiles it touches, and for the whole read the merged
+byte-range requests. The fetcher (`_fetch.execute_plan`) runs a plan;
+``plan.summary()`` tells its cost first.
 
 Conventions: windows are in pixels of the chosen image, half-open; byte ranges
 are half-open ``[start, end)``; transforms are rasterio-ordered affines.
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
 import shapely
 from pyproj import CRS
 
 from ._decode import check_supported
-from ._geometry import apply_affine, inverse_affine, reproject, to_crs
+from ._geometry import apply_affine, inverse_affine, reproject, reproject_xy, to_crs
 from ._header import ImageInfo, TiffHeader
 from .errors import PlanningError
 
@@ -30,6 +32,7 @@ __all__ = [
     "ChunkRequest",
     "ChunkPlan",
     "MaskPlan",
+    "PointSet",
     "TilePart",
     "RangeRequest",
     "ReadPlan",
@@ -40,6 +43,8 @@ __all__ = [
     "select_image",
     "plan_mask",
     "split_plan",
+    "point_pixels",
+    "select_points",
 ]
 
 
@@ -59,20 +64,28 @@ class Window:
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ChunkRequest:
-    """What to read for one output chunk: one band of one record, within one geometry.
+    """What to read for one output chunk: one band of one record, within one geometry or at points.
 
     ``key`` is the caller's handle for the chunk (say ``(aoi, record, band)``);
     ``geometry`` is in ``geometry_crs``; ``sample`` picks a band of a multi-sample file.
+    ``points`` (instead of ``geometry``) asks for the pixel under each point ``(x[i], y[i])``
+    (arrays in ``geometry_crs``): the chunk gathers one value per point that falls on the raster
+    (see :class:`PointSet`), reading each tile those points touch once.
     """
 
     key: Hashable
     uri: str
     header: TiffHeader
-    geometry: shapely.Geometry
+    geometry: shapely.Geometry | None = None
     geometry_crs: CRS
     sample: int = 0
     overview: int | None = None  # index into header.overviews (0 = the finest); None = full resolution
     window: Window | None = None  # read this pixel window whole (clipped; unmasked) instead of the geometry's
+    points: tuple[np.ndarray, np.ndarray] | None = None  # (x, y) float64, instead of a geometry
+
+    def __post_init__(self) -> None:
+        if (self.geometry is None) == (self.points is None):
+            raise PlanningError(f"chunk {self.key!r}: give a geometry or points, not both or neither")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -110,6 +123,26 @@ class ChunkPlan:
     geometry: shapely.Geometry | None  # in the raster CRS; None keeps the whole window
     tiles: tuple[int, ...]  # indices into the image's tile tables
     mask: MaskPlan | None = None  # None: every pixel of the raster is valid
+    points: PointSet | None = None  # a point chunk: gathers these pixels (1-D output) instead of the window
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PointSet:
+    """The pixels a point chunk gathers; its output holds one value per slot, in slot order.
+
+    Slot ``i`` is pixel ``(rows[i], cols[i])`` of the chunk's image (0-based, absolute, not
+    window-relative) and stands for point ``index[i]`` of the request (points off the raster
+    have no slot). ``by_tile[(ifd, tile)]`` lists the slots that each tile the chunk reads (data
+    tiles and mask tiles) serves: a tile decodes once and gathers all its points at once.
+    """
+
+    index: np.ndarray  # int64 indices into the request's points, ascending
+    rows: np.ndarray  # int64
+    cols: np.ndarray  # int64
+    by_tile: Mapping[tuple[int, int], np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,14 +311,15 @@ def plan_read(
     max_request_bytes: int = 16 * 1024 * 1024,
     drop_empty: bool = True,
 ) -> ReadPlan:
-    """Plan the reads of ``requests``: window, tiles, merged byte ranges.
+    """Plan the reads of ``requests``: window (or points), tiles, merged byte ranges.
 
-    Chunks whose geometry misses the raster (an empty window) are left out when
-    ``drop_empty`` (the footprint met the request but no pixel does); otherwise
-    planning them is an error.
+    Chunks whose geometry misses the raster (an empty window), or none of whose points
+    fall on it, are left out when ``drop_empty`` (the footprint met the request but no
+    pixel does); otherwise planning them is an error.
     """
     chunks: list[ChunkPlan] = []
     projected: dict[tuple[int, str, str], shapely.Geometry] = {}
+    moved: dict[tuple[int, int, str, str], tuple[np.ndarray, np.ndarray]] = {}
     for req in requests:
         header = req.header
         image, ifd, transform = select_image(header, req.overview)
@@ -294,6 +328,18 @@ def plan_read(
             raise PlanningError(f"{req.uri}: the raster has no CRS; cannot place an AOI")
         if req.sample >= image.samples_per_pixel:
             raise PlanningError(f"{req.uri}: sample {req.sample} asked, the file has {image.samples_per_pixel}")
+        if req.points is not None:
+            xs, ys = req.points
+            points_key = (id(xs), id(ys), req.geometry_crs.to_wkt(), header.crs)
+            if points_key not in moved:  # one reprojection per point set and raster CRS
+                moved[points_key] = reproject_xy(xs, ys, req.geometry_crs, to_crs(header.crs))
+            point_chunk = _plan_points(req, image, ifd, transform, *moved[points_key])
+            if point_chunk is None:
+                if drop_empty:
+                    continue
+                raise PlanningError(f"{req.uri}: none of the points falls on the raster")
+            chunks.append(point_chunk)
+            continue
         crs_key = (id(req.geometry), req.geometry_crs.to_wkt(), header.crs)
         if crs_key not in projected:  # one reprojection per geometry and raster CRS
             projected[crs_key] = reproject(req.geometry, req.geometry_crs, to_crs(header.crs))
@@ -324,6 +370,113 @@ def plan_read(
             )
         )
     return ReadPlan(tuple(chunks), _plan_requests(chunks, coalesce_gap, max_request_bytes), all_touched)
+
+
+def point_pixels(transform: Sequence[float], xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns (int64) of the pixels holding points ``(xs, ys)`` (in the raster's CRS).
+
+    Computed as rasterio's ``index`` and ``sample`` compute them (the inverse affine as
+    one 3 x 3 matrix product, then floored), so a point on a pixel or tile edge lands on
+    the same pixel. Non-finite points get row and column -1 (off every raster).
+    """
+    ra, rb, rc, rd, re, rf = inverse_affine(transform)
+    matrix = np.array([[ra, rb, rc], [rd, re, rf], [0.0, 0.0, 1.0]])
+    given = np.isfinite(xs) & np.isfinite(ys)
+    xyz = np.empty((3, len(xs)))
+    xyz[0], xyz[1], xyz[2] = np.where(given, xs, 0.0), np.where(given, ys, 0.0), 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        matrix.dot(xyz, out=xyz)
+    cols, rows = xyz[0], xyz[1]
+    finite = given & np.isfinite(cols) & np.isfinite(rows)
+    limit = float(2**40)  # far off any raster, and safe to cast
+    rows = np.where(finite, np.clip(np.floor(rows), -limit, limit), -1).astype(np.int64)
+    cols = np.where(finite, np.clip(np.floor(cols), -limit, limit), -1).astype(np.int64)
+    return rows, cols
+
+
+def _plan_points(
+    req: ChunkRequest, image: ImageInfo, ifd: int, transform: Sequence[float], xs: np.ndarray, ys: np.ndarray
+) -> ChunkPlan | None:
+    """The point chunk of ``req`` (points already in the raster's CRS); None when no point is on the raster."""
+    rows, cols = point_pixels(transform, xs, ys)
+    on = np.flatnonzero((rows >= 0) & (rows < image.height) & (cols >= 0) & (cols < image.width))
+    if not on.size:
+        return None
+    header = req.header
+    whole = Window(0, 0, image.height, image.width)
+    base = ChunkPlan(
+        key=req.key,
+        uri=req.uri,
+        image=image,
+        ifd=ifd,
+        byte_order=header.byte_order,
+        sample=req.sample,
+        window=whole,
+        transform=tuple(transform),
+        crs=header.crs,
+        fill=header.nodata if header.nodata is not None else 0,
+        geometry=None,
+        tiles=(),
+        mask=plan_mask(header, image, ifd, req.sample, Window(0, 0, 0, 0)),
+    )
+    return _point_chunk(base, on, rows[on], cols[on])
+
+
+def _point_chunk(base: ChunkPlan, index: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> ChunkPlan:
+    """``base`` gathering pixels ``(rows, cols)`` for the request's points ``index``: its window (their bounds), tiles and mask tiles."""
+    r0, c0 = int(rows.min()), int(cols.min())
+    window = Window(r0, c0, int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1)
+    dr, dc = window.row_off - base.window.row_off, window.col_off - base.window.col_off
+    a, b, c, d, e, f = base.transform
+    by_tile: dict[tuple[int, int], np.ndarray] = {}
+    tiles = _group_by_tile(base.image, base.ifd, base.sample, rows, cols, by_tile)
+    mask = base.mask
+    if mask is not None and mask.image is not None and mask.ifd is not None:
+        mask = replace(mask, tiles=_group_by_tile(mask.image, mask.ifd, mask.sample, rows, cols, by_tile))
+    return replace(base, window=window, transform=(a, b, a * dc + b * dr + c, d, e, d * dc + e * dr + f),
+                   tiles=tiles, mask=mask, points=PointSet(index, rows, cols, by_tile))
+
+
+def _group_by_tile(
+    image: ImageInfo, ifd: int, sample: int, rows: np.ndarray, cols: np.ndarray,
+    into: dict[tuple[int, int], np.ndarray],
+) -> tuple[int, ...]:
+    """The tiles of ``image`` holding pixels ``(rows, cols)``, ascending; ``into[(ifd, tile)]`` gets each one's slots."""
+    tile = (rows // image.tile_height) * image.tiles_across + cols // image.tile_width
+    if image.planar_config == 2:
+        tile += sample * image.tiles_across * image.tiles_down
+    order = np.argsort(tile, kind="stable")
+    found, starts = np.unique(tile[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    for t, start, end in zip(found.tolist(), starts.tolist(), ends.tolist()):
+        into[(ifd, t)] = order[start:end]
+    return tuple(found.tolist())
+
+
+def select_points(
+    plan: ReadPlan,
+    keep: Mapping[Hashable, np.ndarray],
+    *,
+    coalesce_gap: int = 64 * 1024,
+    max_request_bytes: int = 16 * 1024 * 1024,
+) -> ReadPlan:
+    """The plan of only some points: of each point chunk whose key ``keep`` holds, the slots it lists.
+
+    ``keep[key]`` is a boolean mask over the chunk's slots or their indices. Chunks that
+    ``keep`` does not name, or keep no slot of, are left out; tiles, mask tiles and
+    merged requests are planned again for what is left (so no tile is read for nothing).
+    """
+    chunks: list[ChunkPlan] = []
+    for chunk in plan.chunks:
+        chosen = keep.get(chunk.key)
+        if chosen is None or chunk.points is None:
+            continue
+        chosen = np.asarray(chosen)
+        slots = np.flatnonzero(chosen) if chosen.dtype == bool else chosen.astype(np.int64)
+        if slots.size:
+            pts = chunk.points
+            chunks.append(_point_chunk(chunk, pts.index[slots], pts.rows[slots], pts.cols[slots]))
+    return ReadPlan(tuple(chunks), _plan_requests(chunks, coalesce_gap, max_request_bytes), plan.all_touched)
 
 
 def _plan_requests(chunks: Sequence[ChunkPlan], gap: int, max_bytes: int) -> tuple[RangeRequest, ...]:

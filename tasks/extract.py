@@ -65,14 +65,24 @@ def sample_point_batch(
     stage: str,
     geometry_column: str = "geometry",
     geometry_crs: str | None = None,
+    x_column: str | None = None,
+    y_column: str | None = None,
     match: str = "all",
+    date_column: str | None = None,
+    masked: bool = False,
 ) -> dict[str, Any]:
-    """Sample ``bands`` at point rows ``[start, stop)`` from the records covering them; stage the output rows."""
+    """Sample ``bands`` at point rows ``[start, stop)`` from the records covering them; stage the output rows.
+
+    The options are ``Collection.sample_table``'s, so a batch's rows are the library's rows for those points.
+    """
     settings = Settings.from_env()
     col = load(collection_uri, version=version, settings=settings)
-    table, crs = read_geometry_table(points, geometry_column=geometry_column, geometry_crs=geometry_crs)
+    table, crs = read_geometry_table(points, geometry_column=None if x_column is not None else geometry_column,
+                                     geometry_crs=geometry_crs)
     batch = table.slice(start, stop - start)
-    out, stats = col.sample_table(batch, bands, geometry_crs=crs, geometry_column=geometry_column, match=match)
+    out, stats = col.sample_table(batch, bands, geometry_crs=crs, geometry_column=geometry_column, x_column=x_column,
+                                  y_column=y_column, match=match, date_column=date_column,  # type: ignore[arg-type]
+                                  masked=masked)
     path = stage_table(out, stage, f"points-{start:08d}")
     get_run_logger().info(
         "points [%d, %d): %d rows, %d requests, %d bytes", start, stop, out.num_rows, stats.requests, stats.bytes

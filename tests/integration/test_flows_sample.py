@@ -142,6 +142,66 @@ def test_cli_sample_runs_the_flow(prefect_api, staging_dir, s3_collection, point
     assert out.num_rows == want.num_rows and set(points.schema.names) <= set(out.schema.names)
 
 
+def _xy_points(col) -> pa.Table:
+    """Points as UTM 32N x/y columns with a date each (some far from every record) and a business column."""
+    rng = np.random.default_rng(4)
+    to_utm = Transformer.from_crs("OGC:CRS84", "EPSG:32632", always_xy=True)
+    xmin, ymin, xmax, ymax = shapely.total_bounds(shapely.from_wkb(col.to_arrow()["geometry"].to_pylist()))
+    lon, lat = rng.uniform(xmin, xmax, 40), rng.uniform(ymin, ymax, 40)
+    x, y = to_utm.transform(lon, lat)
+    days = rng.integers(0, 90, 40)
+    return pa.table({"site": [f"s{i:02d}" for i in range(40)], "x": x, "y": y,
+                     "when": pa.array([f"2024-01-{1 + d % 28:02d}T12:00:00Z" for d in days])})
+
+
+def _same_rows(out: pa.Table, want: pa.Table) -> None:
+    """The flow's Delta rows and schema are the library's (unsigned values widened: Delta has no unsigned types)."""
+    want = want.set_column(want.schema.get_field_index("value"), "value", want["value"].cast(pa.int32()))
+    assert out.schema.names == want.schema.names
+    for field in want.schema:
+        assert out.schema.field(field.name).type == field.type, field.name
+    order = [("site", "ascending"), ("record_id", "ascending"), ("band", "ascending")]
+    assert out.sort_by(order).equals(want.sort_by(order))
+
+
+def test_sampling_flow_takes_x_y_columns_nearest_date_and_masked(prefect_api, staging_dir, s3_collection, tmp_path):
+    from flows import sample_points
+
+    points = _xy_points(s3_collection)
+    path = tmp_path / "xy.parquet"
+    pq.write_table(points, path)
+    options = {"x_column": "x", "y_column": "y", "geometry_crs": "EPSG:32632", "match": "nearest-date",
+               "date_column": "when", "masked": True}
+    out_uri = "s3://rasteret-tables/samples-xy"
+    result = sample_points(s3_collection.uri, str(path), BANDS, out_uri, batch_size=16, **options)
+    assert result["failed batches"] == 0 and result["batches"] == 3
+    out = DeltaTable(out_uri, storage_options=s3_collection.settings.delta_storage_options()).to_pyarrow_table()
+    want = s3_collection.sample_points(points, BANDS, **options)
+    assert want.num_rows > 20 and len(set(want["site"].to_pylist())) * 2 == want.num_rows  # one record per band
+    _same_rows(out, want)
+
+
+def test_cli_sample_takes_the_new_options(prefect_api, staging_dir, s3_collection, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    points = _xy_points(s3_collection)
+    path = tmp_path / "xy.parquet"
+    pq.write_table(points, path)
+    out_uri = "s3://rasteret-tables/cli-samples-xy"
+    args = ["sample", s3_collection.uri, "--points", str(path), "--bands", "red,nir", "--out", out_uri,
+            "--x-column", "x", "--y-column", "y", "--geometry-crs", "EPSG:32632", "--batch-size", "25"]
+    refused = CliRunner().invoke(app, [*args, "--match", "nearest-date"])
+    assert refused.exit_code != 0 and "needs date_column" in refused.output
+    done = CliRunner().invoke(app, [*args, "--match", "nearest-date", "--date-column", "when", "--masked"])
+    assert done.exit_code == 0, done.output
+    out = DeltaTable(out_uri, storage_options=s3_collection.settings.delta_storage_options()).to_pyarrow_table()
+    _same_rows(out, s3_collection.sample_points(points, ["red", "nir"], x_column="x", y_column="y",
+                                                geometry_crs="EPSG:32632", match="nearest-date",
+                                                date_column="when", masked=True))
+
+
 def test_a_failing_batch_is_reported_and_the_others_commit(prefect_api, staging_dir, s3, s3_items, tmp_path):
     """The 33N scenes' red files vanish after enrichment: their batch fails (not retryable), the 32N batch commits."""
     import copy
