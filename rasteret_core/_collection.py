@@ -406,6 +406,51 @@ class Collection:
         df["data"] = [_window_array(v, h, w, masked) for v, h, w in zip(out["data"], df["height"], df["width"])]
         return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
 
+    def to_torchgeo_dataset(
+        self,
+        bands: str | Sequence[str],
+        *,
+        crs: Any | None = None,
+        res: float | tuple[float, float] | None = None,
+        time: str | tuple[Any, Any] | None = None,
+        split: str | Sequence[str] | None = None,
+        where: pc.Expression | None = None,
+        resampling: Resampling = "nearest",
+        is_image: bool = True,
+        dtype: Any | None = None,
+        transforms: Any | None = None,
+    ) -> Any:
+        """This collection as a ``torchgeo.datasets.GeoDataset`` (needs ``rasteret[torchgeo]``).
+
+        The dataset (:class:`rasteret_core.torchgeo.CollectionDataset`) works with TorchGeo's
+        samplers and a ``DataLoader`` with worker processes; its chips are read through the
+        planner and fetcher, records on other CRSs warped onto ``crs`` (``resampling``).
+
+        Args:
+            bands: The bands of each chip, in this order.
+            crs: The dataset CRS (anything pyproj accepts); default the first record's
+                (by datetime, then id).
+            res: Pixel size ``res`` or ``(xres, yres)`` in ``crs`` units; default the pixel size
+                of the first record on ``crs`` (if none is, the first record's carried over to
+                ``crs`` as GDAL suggests).
+            time: Keep records in this time range (as :meth:`subset`'s ``datetime``).
+            split: Keep records with this split label (or any of these).
+            where: Keep records matching this ``pyarrow.compute`` expression (other label columns).
+            resampling: ``"nearest"`` (default; exact values) or ``"bilinear"``.
+            is_image: Samples hold ``image`` (else ``mask``, band axis squeezed), as TorchGeo's
+                ``RasterDataset.is_image``.
+            dtype: The samples' torch dtype; default ``float32`` for images, ``long`` for masks.
+            transforms: A callable applied to each sample (picklable, for worker processes).
+
+        Raises:
+            ImportError: torch or torchgeo is missing.
+            NoRecordsError: the selection keeps no record.
+        """
+        from .torchgeo import CollectionDataset  # raises ImportError naming rasteret[torchgeo]
+
+        return CollectionDataset(self, bands, crs=crs, res=res, time=time, split=split, where=where,
+                                 resampling=resampling, is_image=is_image, dtype=dtype, transforms=transforms)
+
     def _stack(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None,
                all_touched: bool, overview: int | None, resolution: float | None, target_crs: Any | None,
                resampling: Resampling, masked: bool = False) -> Stack:

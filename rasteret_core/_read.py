@@ -310,6 +310,41 @@ def _warp_stack(plan: ReadPlan, rows: list[dict[str, Any]], bands: Sequence[str]
                  f"EPSG:{epsg}" if epsg else grid.crs.to_wkt(), next(iter(fills.values())), stats)
 
 
+def read_grid(
+    table: pa.Table,
+    bands: Sequence[str],
+    grid: TargetGrid,
+    *,
+    settings: Settings,
+    options: ReadOptions = ReadOptions(),
+) -> Stack:
+    """Read every record of ``table`` onto one given grid, stacked ``[record, band, y, x]``.
+
+    Unlike :func:`read_stack`, the caller picks both the records (none is dropped for its
+    footprint) and the exact grid (``grid.geometry`` masks it, in ``grid.crs``): TorchGeo
+    queries come as a box and a resolution, and must come back in exactly that shape.
+    Each record and band is warped as :func:`read_stack` does with ``target_crs``
+    (``options.resampling``; ``options.overview`` picks the source image); a record whose
+    raster misses the grid is all invalid (its fill, or masked with ``options.masked``).
+    Records are ordered by datetime, then id.
+    """
+    rows = sorted(table.to_pylist(), key=_record_order)
+    if not rows:
+        raise NoRecordsError("no record to read onto the grid")
+    requests = []
+    for ri, row in enumerate(rows):
+        for bi, band in enumerate(bands):
+            uri, header, sample = asset_of(row, band)
+            _, _, src_transform = select_image(header, options.overview)
+            window = Window(*plan_source_window(
+                src_transform=src_transform, src_crs=header.crs, dst_transform=grid.transform, dst_crs=grid.crs,
+                dst_shape=(grid.height, grid.width), resampling=options.resampling))
+            requests.append(ChunkRequest(key=(ri, bi), uri=uri, header=header, geometry=grid.geometry,
+                                         geometry_crs=grid.crs, sample=sample, overview=options.overview,
+                                         window=window))
+    return _warp_stack(_plan(requests, options, settings), rows, bands, grid, settings, options)
+
+
 def _empty(shape: tuple[int, ...], dtype: np.dtype, masked: bool) -> np.ndarray:
     """An uninitialised array, or a masked one with nothing masked yet."""
     data = np.empty(shape, dtype=dtype)
