@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 from .errors import ConfigError
 
@@ -137,6 +138,23 @@ class Settings:
         if self.aws_no_sign_request:
             opts["AWS_SKIP_SIGNATURE"] = "true"
         return opts
+
+    def arrow_filesystem(self, target: str) -> tuple[Any, str]:
+        """A ``pyarrow.fs`` filesystem and path for ``target``: None and the path itself when it is local,
+        an ``S3FileSystem`` from these settings and ``bucket/key`` for an ``s3://`` URI."""
+        if not target.startswith("s3://"):
+            return None, target
+        from pyarrow import fs
+
+        endpoint = self.aws_endpoint_url
+        s3 = fs.S3FileSystem(
+            access_key=self.aws_access_key_id, secret_key=self.aws_secret_access_key,
+            session_token=self.aws_session_token, region=self.aws_region or "us-east-1",
+            endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
+            scheme=endpoint.split("://", 1)[0] if endpoint else "https",
+            anonymous=self.aws_no_sign_request,
+        )
+        return s3, target.removeprefix("s3://")
 
 
 def _parse_bool(raw: str) -> bool:
