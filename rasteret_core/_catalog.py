@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from ._collection import Collection
-from ._sources import build_from_stac
+from ._ingest import build_from_stac
 from .errors import ConfigError
 from .settings import Settings
 

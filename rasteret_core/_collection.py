@@ -7,17 +7,21 @@ import logging
 import os
 from collections.abc import Sequence
 from datetime import datetime as _dt
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import shapely
+from pyarrow import fs
 from pyproj import CRS
 
 from . import _delta
-from ._enrich import enrich_records
-from ._geometry import CRS84, GeometryLike, geometry_table_crs, reproject, to_crs, to_geometry
+from ._enrich import enrich_records, raise_failures
+from ._freshness import StaleAsset, stale_assets
+from ._geometry import CRS84, GeometryLike, read_geometry_table, reproject, to_crs, to_geometry
+from ._points import Match, sample_table, to_points
 from ._read import (
     ReadOptions,
     Resampling,
@@ -29,16 +33,13 @@ from ._read import (
     read_stack,
 )
 from ._schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
+from ._sources import records_from_table
 from ._stats import check_stats
 from ._stac import parse_utc
 from ._store import IOStats
 from ._xarray import Chunks, GroupBy, Mosaic, check_mosaic, read_xarray
 from .errors import CollectionError, SchemaError
 from .settings import Settings
-
-if TYPE_CHECKING:
-    from ._freshness import StaleAsset
-    from ._points import Match
 
 __all__ = ["Collection", "load", "GEO_METADATA"]
 
@@ -371,8 +372,6 @@ class Collection:
                      match: Match = "all", date_column: str | None = None,
                      masked: bool = False) -> tuple[pa.Table, IOStats]:
         """:meth:`sample_points`, also returning the I/O it took (as :meth:`get_table` does)."""
-        from ._points import sample_table, to_points
-
         band_list = check_bands(self.bands, bands)
         table, crs = read_geometry_table(points, geometry_column=None if x_column is not None else geometry_column,
                                          geometry_crs=geometry_crs)
@@ -495,13 +494,11 @@ class Collection:
         """
         table = self._table
         if refresh == "stale":
-            from ._freshness import stale_assets
-
             stale = {(a.record_id, a.band) for a in stale_assets(table, settings=self.settings)}
             table = _without_headers(table, stale)
         todo = table if refresh is True else table.filter(_lacks_a_header(table))
         result = enrich_records(todo, settings=self.settings, refresh=refresh is True)
-        _raise_failures(result.failures)
+        raise_failures(result.failures)
         changed = result.table.filter(pc.not_equal(_header_facts(result.table), _header_facts(todo)))
         if changed.num_rows == 0:
             return self
@@ -520,8 +517,6 @@ class Collection:
 
         ``enrich(refresh="stale")`` re-parses exactly these.
         """
-        from ._freshness import stale_assets
-
         return stale_assets(self._table, settings=self.settings, bands=bands)
 
     def export(self, path: str | os.PathLike[str]) -> str:
@@ -533,8 +528,6 @@ class Collection:
         ``build_from_table(path)`` makes a collection of it again, headers included.
         ``path`` is a local path or an ``s3://`` URI.
         """
-        import pyarrow.parquet as pq
-
         table = self._table
         table = without_internal(table)
         meta = {**(table.schema.metadata or {}), b"geo": json.dumps(geo_metadata(table)).encode()}
@@ -593,8 +586,6 @@ def _filesystem(target: str, settings: Settings) -> tuple[Any, str]:
     """A pyarrow filesystem and path for a local path or an ``s3://`` URI (credentials from settings)."""
     if not target.startswith("s3://"):
         return None, target
-    from pyarrow import fs
-
     endpoint = settings.aws_endpoint_url
     s3 = fs.S3FileSystem(
         access_key=settings.aws_access_key_id, secret_key=settings.aws_secret_access_key,
@@ -682,65 +673,6 @@ def _window_array(value: pa.ListScalar, height: int, width: int, masked: bool) -
     return np.ma.MaskedArray(data, mask=values.is_null().to_numpy(zero_copy_only=False).reshape(height, width))
 
 
-def _raise_failures(failures: Sequence[Any]) -> None:
-    if failures:
-        listed = "; ".join(f"{f.record_id}/{f.band} {f.error}" for f in failures[:5])
-        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        raise CollectionError(f"{len(failures)} asset header(s) could not be parsed: {listed}{more}")
-
-
-def read_geometry_table(
-    source: Any, *, geometry_column: str | None = "geometry", geometry_crs: Any | None = None
-) -> tuple[pa.Table, CRS]:
-    """Normalise an AOI/point source to an Arrow table with a WKB geometry column, and its CRS.
-
-    ``source``: a path/URI of (Geo)Parquet, a ``pa.Table``, a ``RecordBatchReader``, a
-    GeoDataFrame, anything with ``__arrow_c_stream__``, or a sequence of geometries.
-    The CRS is ``geometry_crs`` if given, else the table's GeoParquet/GeoArrow metadata
-    (or the GeoDataFrame's), else OGC:CRS84. ``geometry_column=None`` (points given as
-    x/y columns) asks for no geometry column, and the CRS is ``geometry_crs`` or OGC:CRS84.
-    """
-    meta_crs: CRS | None = None
-    if hasattr(source, "to_wkb") and hasattr(source, "crs") and hasattr(source, "geometry"):  # GeoDataFrame
-        meta_crs = CRS.from_user_input(source.crs) if source.crs is not None else None
-        df = source.to_wkb()
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        geometry_column = source.geometry.name if geometry_column is not None else None
-    elif isinstance(source, (str,)) or hasattr(source, "__fspath__"):
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(str(source))
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise CollectionError(f"cannot read the table {source}: {exc}") from exc
-    elif isinstance(source, pa.Table):
-        table = source
-    elif isinstance(source, pa.RecordBatchReader):
-        table = source.read_all()
-    elif hasattr(source, "__arrow_c_stream__"):
-        table = pa.table(source)
-    elif isinstance(source, Sequence):
-        table = pa.table({"geometry": [shapely.to_wkb(to_geometry(g)) for g in source]})
-        geometry_column = "geometry"
-    else:
-        raise SchemaError(f"cannot read geometries from {type(source).__name__}")
-    if geometry_column is None:  # x/y columns: no geometry column, no metadata CRS
-        return table, to_crs(geometry_crs)
-    if geometry_column not in table.schema.names:
-        raise SchemaError(f"the table has no geometry column {geometry_column!r} (columns: {table.schema.names})")
-    if meta_crs is None:
-        meta_crs = geometry_table_crs(table.schema, geometry_column)
-    if geometry_crs is not None:
-        crs = to_crs(geometry_crs)
-        if meta_crs is not None and meta_crs != crs:
-            raise SchemaError(
-                f"geometry_crs={crs.to_string()} contradicts the table's own CRS {meta_crs.to_string()}; drop one"
-            )
-    else:
-        crs = meta_crs or CRS84
-    return table, crs
-
-
 def load(uri: str | os.PathLike[str], *, version: int | None = None, as_of: _dt | str | None = None,
          settings: Settings | None = None) -> Collection:
     """Load a collection: the latest version, a ``version``, or the one current at ``as_of`` (time travel).
@@ -759,8 +691,6 @@ def load(uri: str | os.PathLike[str], *, version: int | None = None, as_of: _dt 
     if target.endswith(".parquet") or os.path.isfile(target):
         if version is not None or as_of is not None:
             raise CollectionError(f"{target} is a Parquet file, not a Delta table: it has no versions")
-        from ._sources import records_from_table
-
         return Collection(records_from_table(target), settings=settings)
     snapshot = _delta.open_snapshot(target, settings=settings, version=version, as_of=as_of)
     return Collection(snapshot=snapshot, settings=settings)

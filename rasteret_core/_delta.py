@@ -475,18 +475,18 @@ def read_table(
     return snapshot.read(), snapshot.version
 
 
-def stored_hashes(uri: str, *, settings: Settings) -> dict[str, str | None]:
-    """Each stored record's digest by id (None where a row has none); empty when there is no table.
+def stored_hashes(uri: str, *, settings: Settings) -> tuple[int | None, dict[str, str | None]]:
+    """The latest version and each of its records' digest by id (None where a row has none).
 
-    Reads two columns, not the headers.
+    ``(None, {})`` when there is no table. Reads two columns, not the headers.
     """
     if not table_exists(uri, settings):
-        return {}
+        return None, {}
     snapshot = open_snapshot(uri, settings=settings)
     columns = ["id", RECORD_HASH] if RECORD_HASH in snapshot.schema.names else ["id"]
     table = snapshot.read(columns=columns)
     hashes = table[RECORD_HASH].to_pylist() if RECORD_HASH in columns else [None] * table.num_rows
-    return dict(zip(table["id"].to_pylist(), hashes))
+    return snapshot.version, dict(zip(table["id"].to_pylist(), hashes))
 
 
 def table_history(uri: str, *, settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:

@@ -10,21 +10,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._fetch import read_headers, with_stores
 from ._header import TiffHeader
 from ._schema import header_to_dict
 from ._store import IOStats, ObjectInfo, Stores
 from ._tiff import parse_header
-from .errors import RasteretError, UnresolvedCRSError, UnsupportedTiffError
+from .errors import CollectionError, RasteretError, UnresolvedCRSError, UnsupportedTiffError
 from .settings import Settings
 
-__all__ = ["EnrichResult", "HeaderFailure", "enrich_records"]
+__all__ = ["EnrichResult", "HeaderFailure", "drop_failures", "enrich_records", "raise_failures"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,34 @@ def enrich_records(
         log.warning("header of %s (record %s, band %s) not parsed: %s", failure.href, failure.record_id, failure.band, failure.error)
     out = pa.Table.from_pylist(rows, schema=table.schema)
     return EnrichResult(out, tuple(failures), len(todo) - len({f.href for f in failures}), stats)
+
+
+def raise_failures(failures: Sequence[HeaderFailure]) -> None:
+    """Raise when any header failed, listing the first few (record, band, error).
+
+    Raises:
+        CollectionError: ``failures`` is not empty.
+    """
+    if failures:
+        listed = "; ".join(f"{f.record_id}/{f.band} {f.error}" for f in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise CollectionError(f"{len(failures)} asset header(s) could not be parsed: {listed}{more}")
+
+
+def drop_failures(table: pa.Table, failures: Sequence[HeaderFailure], *, partial: bool) -> pa.Table:
+    """``table`` without the records an asset of which failed, with ``partial``; without it, refuse them.
+
+    Raises:
+        CollectionError: a header failed and ``partial`` is off.
+    """
+    if not failures:
+        return table
+    if not partial:
+        raise_failures(failures)
+    for failure in failures:
+        log.warning("record %s left out: %s", failure.record_id, failure.error)
+    bad = pa.array(sorted({f.record_id for f in failures}), pa.string())
+    return table.filter(pc.invert(pc.is_in(table["id"], value_set=bad)))
 
 
 def _placeable(

@@ -1,4 +1,4 @@
-"""Geometry and CRS inputs, normalised once at the public edge.
+"""Geometry and CRS inputs, and tables of them, normalised once at the public edge.
 
 AOIs and points come as shapely geometries, WKB bytes, GeoJSON mappings,
 ``__geo_interface__`` objects or bbox tuples ``(minx, miny, maxx, maxy)``. Their
@@ -15,13 +15,23 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
-from .errors import GeometryError
+from .errors import CollectionError, GeometryError, SchemaError
 
-__all__ = ["GeometryLike", "to_geometry", "to_crs", "reproject", "reproject_xy", "inverse_affine", "geometry_table_crs"]
+__all__ = [
+    "GeometryLike",
+    "to_geometry",
+    "to_crs",
+    "reproject",
+    "reproject_xy",
+    "inverse_affine",
+    "geometry_table_crs",
+    "read_geometry_table",
+]
 
 GeometryLike = Any  # shapely geometry | bytes (WKB) | Mapping (GeoJSON) | bbox tuple | __geo_interface__
 
@@ -181,3 +191,53 @@ def geometry_table_crs(schema: pa.Schema, column: str) -> CRS | None:
             if crs is not None:
                 return to_crs(crs)
     return None
+
+
+def read_geometry_table(
+    source: Any, *, geometry_column: str | None = "geometry", geometry_crs: Any | None = None
+) -> tuple[pa.Table, CRS]:
+    """Normalise an AOI/point source to an Arrow table with a WKB geometry column, and its CRS.
+
+    ``source``: a path/URI of (Geo)Parquet, a ``pa.Table``, a ``RecordBatchReader``, a
+    GeoDataFrame, anything with ``__arrow_c_stream__``, or a sequence of geometries.
+    The CRS is ``geometry_crs`` if given, else the table's GeoParquet/GeoArrow metadata
+    (or the GeoDataFrame's), else OGC:CRS84. ``geometry_column=None`` (points given as
+    x/y columns) asks for no geometry column, and the CRS is ``geometry_crs`` or OGC:CRS84.
+    """
+    meta_crs: CRS | None = None
+    if hasattr(source, "to_wkb") and hasattr(source, "crs") and hasattr(source, "geometry"):  # GeoDataFrame
+        meta_crs = CRS.from_user_input(source.crs) if source.crs is not None else None
+        df = source.to_wkb()
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        geometry_column = source.geometry.name if geometry_column is not None else None
+    elif isinstance(source, (str,)) or hasattr(source, "__fspath__"):
+        try:
+            table = pq.read_table(str(source))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CollectionError(f"cannot read the table {source}: {exc}") from exc
+    elif isinstance(source, pa.Table):
+        table = source
+    elif isinstance(source, pa.RecordBatchReader):
+        table = source.read_all()
+    elif hasattr(source, "__arrow_c_stream__"):
+        table = pa.table(source)
+    elif isinstance(source, Sequence):
+        table = pa.table({"geometry": [shapely.to_wkb(to_geometry(g)) for g in source]})
+        geometry_column = "geometry"
+    else:
+        raise SchemaError(f"cannot read geometries from {type(source).__name__}")
+    if geometry_column is None:  # x/y columns: no geometry column, no metadata CRS
+        return table, to_crs(geometry_crs)
+    if geometry_column not in table.schema.names:
+        raise SchemaError(f"the table has no geometry column {geometry_column!r} (columns: {table.schema.names})")
+    if meta_crs is None:
+        meta_crs = geometry_table_crs(table.schema, geometry_column)
+    if geometry_crs is not None:
+        crs = to_crs(geometry_crs)
+        if meta_crs is not None and meta_crs != crs:
+            raise SchemaError(
+                f"geometry_crs={crs.to_string()} contradicts the table's own CRS {meta_crs.to_string()}; drop one"
+            )
+    else:
+        crs = meta_crs or CRS84
+    return table, crs

@@ -31,11 +31,13 @@ from ._schema import collection_schema
 from .errors import GeometryError, SourceError
 
 __all__ = [
+    "StacRecords",
     "StacSearch",
     "cog_asset_keys",
     "matches_query",
     "native_crs",
     "records_from_items",
+    "records_from_stac",
     "rewrite_href",
     "search",
     "search_items",
@@ -132,6 +134,53 @@ def search(
 def search_items(stac_api: str, **kwargs: Any) -> list[dict[str, Any]]:
     """Search a STAC API and return the matching items as dicts (see :func:`search` for the options)."""
     return search(stac_api, **kwargs).items
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class StacRecords:
+    """A STAC search normalised to collection rows, and what to record about it.
+
+    Attributes:
+        table: The records (headers not yet parsed), one per item.
+        metadata: The search as commit metadata: ``source``, ``collection``, ``bbox``,
+            ``datetime``, ``intersects`` (whether given), ``query``, ``query_applied``,
+            ``bands``, ``href_rewrites``, ``items``. JSON values, never secrets.
+    """
+
+    table: pa.Table
+    metadata: dict[str, Any]
+
+
+def records_from_stac(
+    stac_api: str,
+    *,
+    collection: str,
+    bbox: Sequence[float] | None = None,
+    datetime: str | None = None,
+    intersects: Any | None = None,
+    query: Mapping[str, Any] | None = None,
+    bands: Mapping[str, str] | None = None,
+    max_items: int | None = None,
+    href_rewrites: Mapping[str, str] | None = None,
+) -> StacRecords:
+    """Search a STAC API (:func:`search`) and normalise the items (:func:`records_from_items`).
+
+    Every ingestion from STAC starts here: :func:`~rasteret_core.build_from_stac` and the
+    ingestion flow alike.
+
+    Raises:
+        SourceError: the search failed or found nothing to build from.
+    """
+    found = search(stac_api, collections=collection, bbox=bbox, datetime=datetime, intersects=intersects,
+                   query=query, max_items=max_items)
+    table = records_from_items(found.items, bands=bands, href_rewrites=href_rewrites)
+    metadata = {
+        "source": stac_api, "collection": collection, "bbox": list(bbox) if bbox is not None else None,
+        "datetime": datetime, "intersects": intersects is not None, "query": dict(query) if query else query,
+        "query_applied": found.query_applied, "bands": dict(bands) if bands else None,
+        "href_rewrites": dict(href_rewrites) if href_rewrites else None, "items": len(found.items),
+    }
+    return StacRecords(table=table, metadata=metadata)
 
 
 _OPERATORS: dict[str, Any] = {
