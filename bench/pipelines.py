@@ -80,7 +80,9 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
 
     import rasteret_core as rc
     from flows import enrich_collection, with_runner
-    from infra.local.services import Background, prefect_server, start_sample_services
+    from infra.local.cli import start_sample_services
+    from infra.local.prefect_server import prefect_server
+    from rasteret_demo.process import Background
     from rasteret_core._delta import merge_table
 
     results: dict[str, Any] = {"copies": copies, "partition_size": partition_size, "runner": runner or "threads"}

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(args.worker, args.size, args.points, args.seed, args.out)))
         return 0
 
-    from infra.local.services import seaweedfs
+    from infra.local.seaweedfs import seaweedfs
 
     with tempfile.TemporaryDirectory(prefix="rasteret-bench-points-") as tmp:
         folder = Path(tmp)

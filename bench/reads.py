@@ -26,10 +26,10 @@ import numpy as np
 import shapely
 
 import rasteret_core as rc
-from infra.local.services import seaweedfs
+from infra.local.seaweedfs import seaweedfs
 from rasteret_core._planner import coalesce_ranges
 from rasteret_core._read import plan_stack
-from rasteret_core.sample import make_sample_archive
+from rasteret_demo.archive import make_sample_archive
 
 BANDS = ["red", "nir"]
 

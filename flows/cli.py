@@ -52,8 +52,15 @@ def demo(
     scale: Annotated[int, typer.Option(help="Sample image size multiplier")] = 1,
 ) -> None:
     """Run the main job end to end on local defaults: sample archive, ingestion, extraction."""
+    from rasteret_demo import check_demo_extra
+
     from .demo import run_demo
 
+    try:
+        check_demo_extra()
+    except ImportError as exc:  # say which command installs what is missing
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
     run_demo(workdir, scale=scale, console=console)
 
 

@@ -50,9 +50,16 @@ def write_demo_aois(path: Path) -> Path:
 
 
 def run_demo(workdir: Path, *, scale: int = 1, console: Console | None = None) -> dict:
-    """Run the demo in ``workdir`` (replaced if it exists); return the numbers it printed."""
-    from infra.local.services import stac_api
-    from rasteret_core.sample import make_sample_archive
+    """Run the demo in ``workdir`` (replaced if it exists); return the numbers it printed.
+
+    Raises:
+        ImportError: The demo extra (rasterio, rustac) is missing; the message says how to install it.
+    """
+    from rasteret_demo import check_demo_extra
+
+    check_demo_extra()
+    from rasteret_demo.archive import make_sample_archive
+    from rasteret_demo.stac import stac_api
 
     console = console or Console()
     workdir = workdir.resolve()

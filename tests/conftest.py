@@ -22,10 +22,11 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 
-from infra.local.services import S3Service, seaweedfs, stac_api as _stac_api  # noqa: E402
+from infra.local.seaweedfs import S3Service, seaweedfs  # noqa: E402
+from rasteret_demo.stac import stac_api as _stac_api  # noqa: E402
 
 if TYPE_CHECKING:
-    from rasteret_core.sample import SampleArchive
+    from rasteret_demo.archive import SampleArchive
 
 SAMPLE_BUCKET = "rasteret-sample"
 TABLES_BUCKET = "rasteret-tables"
@@ -35,7 +36,7 @@ SAMPLE_HREF_BASE = f"s3://{SAMPLE_BUCKET}/"
 @pytest.fixture(scope="session")
 def sample_archive(tmp_path_factory: pytest.TempPathFactory) -> SampleArchive:
     """The synthetic Sentinel-2-like archive (6 scenes, 36 COGs) on local disk."""
-    from rasteret_core.sample import make_sample_archive
+    from rasteret_demo.archive import make_sample_archive
 
     return make_sample_archive(tmp_path_factory.mktemp("sample-archive"), scale=1, seed=0)
 

@@ -1,7 +1,7 @@
 """Register Rasteret's deployments with a Prefect server and run them through a process worker.
 
 Everything talks to the API at ``api_url`` (a loopback server from
-:func:`infra.local.services.prefect_server`); nothing reads the collections
+:func:`infra.local.prefect_server.prefect_server`); nothing reads the collections
 registry over the network: the process pool is created with the base job
 template of Prefect's own ``ProcessWorker``.
 """
@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .services import _find_binary, prefect_env
+from rasteret_demo.process import find_binary
+
+from .prefect_server import prefect_env
 
 __all__ = [
     "LOCAL_DEPLOYMENTS",
@@ -76,7 +78,7 @@ def deploy(api_url: str, *, names: Sequence[str] = LOCAL_DEPLOYMENTS, variables:
     env = prefect_env(api_url=api_url)
     env.update({"RASTERET_PROJECT_DIR": str(project_dir), "RASTERET_STAC_API": "", "RASTERET_COLLECTION_URI": ""})
     env.update(variables or {})
-    argv = [_find_binary("prefect"), "--no-prompt", "deploy"]
+    argv = [find_binary("prefect"), "--no-prompt", "deploy"]
     for name in names:
         argv += ["--name", name]
     done = subprocess.run(argv, cwd=project_dir, env=env, capture_output=True, text=True, timeout=timeout,
@@ -97,7 +99,7 @@ def run_deployment(api_url: str, name: str, parameters: Mapping[str, Any]) -> st
 def run_worker_once(api_url: str, *, pool: str = LOCAL_POOL, cwd: Path = PROJECT_DIR,
                     env: Mapping[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run ``prefect worker start --pool POOL --run-once``: it executes the runs due now, then exits."""
-    argv = [_find_binary("prefect"), "worker", "start", "--pool", pool, "--type", "process", "--run-once"]
+    argv = [find_binary("prefect"), "worker", "start", "--pool", pool, "--type", "process", "--run-once"]
     return subprocess.run(argv, cwd=cwd, env=prefect_env(api_url=api_url, base=env), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 

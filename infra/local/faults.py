@@ -39,7 +39,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .services import HOST, _interrupt, _running, free_port
+from rasteret_demo.process import HOST, free_port, running
+
+from .cli import interrupt
 
 __all__ = ["Fault", "FaultProxy", "RunningProxy", "fault_proxy", "main"]
 
@@ -218,7 +220,7 @@ def fault_proxy(upstream: str, faults: Sequence[Fault] = (), *, log_path: Path |
         return argv, ready, proxy
 
     try:
-        with _running("fault proxy", log, Path(__file__).resolve().parents[2], launch) as proxy:
+        with running("fault proxy", log, Path(__file__).resolve().parents[2], launch) as proxy:
             yield proxy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -246,5 +248,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import signal
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     raise SystemExit(main())

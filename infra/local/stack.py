@@ -21,8 +21,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli import start_sample_services, wait_for_interrupt
 from .deploy import LOCAL_DEPLOYMENTS, LOCAL_POOL, PROJECT_DIR, create_process_pool, deploy
-from .services import prefect_server, prefect_worker, start_sample_services, wait_for_interrupt
+from .prefect_server import prefect_server, prefect_worker
 
 COLLECTION_URI = "s3://rasteret-tables/collection"
 

@@ -36,7 +36,8 @@ _PREFECT_SERVER: list = []  # the session's one server, started in the backgroun
 def pytest_collection_finish(session):
     """Start the Prefect server as soon as we know a test needs it: its start overlaps the other fixtures'."""
     if any("prefect_api" in getattr(item, "fixturenames", ()) for item in session.items):
-        from infra.local.services import Background, prefect_server
+        from infra.local.prefect_server import prefect_server
+        from rasteret_demo.process import Background
 
         folder = Path(tempfile.mkdtemp(prefix="rasteret-prefect-server-"))
         _PREFECT_SERVER.append((Background(lambda: prefect_server(folder)), folder))

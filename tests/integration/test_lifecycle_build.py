@@ -10,7 +10,7 @@ import pytest
 import shapely
 
 import rasteret_core as rc
-from infra.local.services import stac_api as serve_stac
+from rasteret_demo.stac import stac_api as serve_stac
 
 from tests.integration.catalog_items import dem_items, landsat_items, naip_items, sentinel2_items, stage_objects
 

@@ -16,8 +16,8 @@ from pystac_client import Client
 import shapely
 from shapely.geometry import box, shape
 
-from infra.local.services import S3Service
-from rasteret_core.sample import SampleArchive
+from infra.local.seaweedfs import S3Service
+from rasteret_demo.archive import SampleArchive
 
 BUCKET = "rasteret-sample"
 

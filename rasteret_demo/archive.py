@@ -1,7 +1,7 @@
 """Write a small synthetic Sentinel-2 L2A-like archive of COGs and STAC items.
 
-The archive stands in for Earth Search's ``sentinel-2-l2a`` collection in tests,
-examples and benchmarks: six scenes (two MGRS-like tiles on either side of the
+The archive stands in for Earth Search's ``sentinel-2-l2a`` collection in the demo,
+tests and benchmarks: six scenes (two MGRS-like tiles on either side of the
 12°E UTM zone boundary near 45.7°N, three dates each), six bands per scene (four
 at 10 m, two at 20 m), uint16 reflectance with nodata 0, written by GDAL's COG
 driver (DEFLATE, predictor 2, 512 px tiles, automatic overviews). The output is
@@ -13,7 +13,7 @@ Layout under ``root``::
     cogs/sentinel-2-l2a/.../{item id}/thumbnail.png
     cogs/sentinel-2-l2a/.../{item id}/granule_metadata.xml
 
-Writing needs rasterio (``pip install "rasteret[sample]"``); it is imported only
+Writing needs rasterio (``pip install "rasteret[demo]"``); it is imported only
 when an archive is made.
 """
 
@@ -38,6 +38,8 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import Polygon, mapping
 from shapely.geometry.polygon import orient
+
+from . import DEMO_EXTRA
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -229,7 +231,7 @@ def _import_rasterio() -> ModuleType:
         import rasterio
     except ImportError as exc:
         raise ImportError(
-            'Writing the sample archive needs rasterio: pip install "rasteret[sample]"'
+            f"Writing the sample archive needs rasterio: {DEMO_EXTRA}"
         ) from exc
     return rasterio
 
@@ -595,7 +597,7 @@ def _collection(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "id": COLLECTION_ID,
         "title": "Sentinel-2 Level-2A (synthetic Rasteret sample)",
         "description": "Synthetic Sentinel-2 L2A-like scenes written by "
-        "rasteret_core.sample for tests and benchmarks; not real imagery.",
+        "rasteret_demo.archive for the demo, tests and benchmarks; not real imagery.",
         "keywords": ["sentinel", "earth observation", "esa", "synthetic"],
         "license": "proprietary",
         "providers": [{"name": "Rasteret sample generator", "roles": ["producer"]}],
@@ -635,7 +637,7 @@ def _write_json(path: Path, document: dict[str, Any]) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write a sample archive plus ``items.json`` and ``collection.json`` into OUTDIR."""
     parser = argparse.ArgumentParser(
-        prog="python -m rasteret_core.sample", description=main.__doc__
+        prog="python -m rasteret_demo.archive", description=main.__doc__
     )
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--scale", type=int, default=1, help="image size multiplier")
