@@ -38,7 +38,7 @@ def _overhead_flow() -> Any:
     ``main`` has set Prefect's environment)."""
     from prefect import flow, task
 
-    from flows._fanout import fan_out
+    from rasteret_flows._fanout import fan_out
 
     @task(name="noop")
     def noop(i: int) -> dict[str, int]:
@@ -79,7 +79,7 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     import rasteret_core as rc
-    from flows import enrich_collection, with_runner
+    from rasteret_flows import enrich_collection, with_runner
     from infra.local.cli import start_sample_services
     from infra.local.prefect_server import prefect_server
     from rasteret_demo.process import Background

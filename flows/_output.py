@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import commit_output
+from rasteret_tasks import commit_output
 
 
 def commit_parts(parts: list[dict[str, Any]], out_uri: str, *, operation: str, mode: str,

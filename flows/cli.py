@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(help="Rasteret: index-first reads of cloud-optimized GeoTIFFs, run as Prefect flows.",
@@ -59,7 +60,7 @@ def demo(
     try:
         check_demo_extra()
     except ImportError as exc:  # say which command installs what is missing
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     run_demo(workdir, scale=scale, console=console)
 

@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tasks import commit_collection, discard_folder, parse_scene_headers, quarantine_scenes, select_unenriched
+from rasteret_tasks import commit_collection, discard_folder, parse_scene_headers, quarantine_scenes, select_unenriched
 
 from ._fanout import fan_out
 from ._report import publish_summary

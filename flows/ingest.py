@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from rasteret_core import Settings
-from tasks import commit_collection, discard_folder, parse_scene_headers, search_records, stage_folder
+from rasteret_tasks import commit_collection, discard_folder, parse_scene_headers, search_records, stage_folder
 
 from ._fanout import fan_out
 from ._report import publish_summary

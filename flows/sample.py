@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from rasteret_core import Settings, check_sample_options, load
-from tasks import discard_folder, plan_batches, sample_point_batch, stage_folder
+from rasteret_tasks import discard_folder, plan_batches, sample_point_batch, stage_folder
 
 from ._fanout import fan_out
 from ._output import commit_parts

@@ -5,6 +5,8 @@ header parsed once; reads plan byte ranges from it and fetch only the tiles a
 request touches. This package is the library; it never imports Prefect.
 """
 
+from importlib import metadata as _metadata
+
 from ._catalog import CatalogEntry, build, catalog, register
 from ._collection import Collection, load
 from ._delta import read_table, write_table
@@ -55,7 +57,10 @@ from .errors import (
 )
 from .settings import Settings
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("rasteret")  # written once, in pyproject.toml
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CatalogEntry",

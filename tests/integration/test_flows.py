@@ -18,7 +18,7 @@ import rasteret_core as rc
 
 @pytest.fixture(scope="session")
 def ingested(prefect_api, staging_dir, stac_api, s3):
-    from flows import ingest_collection
+    from rasteret_flows import ingest_collection
 
     uri = "s3://rasteret-tables/flow-collection"
     result = ingest_collection(stac_api, "sentinel-2-l2a", uri, bbox=[10.0, 44.0, 14.0, 47.0],
@@ -41,7 +41,7 @@ def test_ingestion_builds_a_collection_on_s3(ingested, s3_items):
 
 
 def test_reingesting_the_same_search_adds_nothing(ingested, stac_api):
-    from flows import ingest_collection
+    from rasteret_flows import ingest_collection
 
     uri, first = ingested
     again = ingest_collection(stac_api, "sentinel-2-l2a", uri, bbox=[10.0, 44.0, 14.0, 47.0],
@@ -51,7 +51,7 @@ def test_reingesting_the_same_search_adds_nothing(ingested, stac_api):
 
 
 def test_extraction_flow_keeps_every_aoi_column(ingested, tmp_path, s3):
-    from flows import extract_aois
+    from rasteret_flows import extract_aois
 
     uri, _ = ingested
     col = rc.load(uri)

@@ -44,7 +44,7 @@ def _enrich_commits(uri: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def faulty(prefect_api, staging_dir, s3, s3_items, sample_archive):
     """Enrich seven scenes (one poisoned) in partitions of two through a proxy that fails one HEAD once."""
-    from flows import enrich_collection
+    from rasteret_flows import enrich_collection
 
     cog = sample_archive.root / s3_items[0]["assets"]["red"]["href"].removeprefix("s3://rasteret-sample/")
     client = s3.client()
@@ -128,13 +128,13 @@ def test_the_run_publishes_a_markdown_report(faulty):
 
 
 def test_a_rerun_after_a_kill_resumes_and_adds_no_duplicates(prefect_api, staging_dir, s3, s3_items):
-    from flows import enrich_collection
-    from tasks import stage_folder
+    from rasteret_flows import enrich_collection
+    from rasteret_tasks import stage_folder
 
     uri = "s3://rasteret-tables/enrich-killed"
     pinned = _build_unenriched(uri, s3_items)
     stage = stage_folder(rc.Settings.from_env(), "enrich", uri, pinned, 1, False)
-    code = f"from flows import enrich_collection; enrich_collection({uri!r}, partition_size=1, max_in_flight=1)"
+    code = f"from rasteret_flows import enrich_collection; enrich_collection({uri!r}, partition_size=1, max_in_flight=1)"
     slow = Fault(method="GET", path=r"^/rasteret-sample/", times=0, delay=0.5)  # a slow store, no errors
     with fault_proxy(s3.endpoint_url, [slow]) as proxy:
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_DIR, start_new_session=True,
@@ -167,7 +167,7 @@ def test_a_rerun_after_a_kill_resumes_and_adds_no_duplicates(prefect_api, stagin
 def test_cli_enrich_runs_the_flow_and_reports_the_quarantine(faulty):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from rasteret_flows.cli import app
 
     done = CliRunner().invoke(app, ["enrich", faulty["uri"], "--partition-size", "1"])
     assert done.exit_code == 1, done.output  # the poisoned scene is tried again, and quarantined again

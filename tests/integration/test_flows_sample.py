@@ -103,7 +103,7 @@ def test_sample_points_needs_points(s3_collection):
 
 
 def test_sampling_flow_writes_every_point_column(prefect_api, staging_dir, s3_collection, points, tmp_path):
-    from flows import sample_points
+    from rasteret_flows import sample_points
 
     path = tmp_path / "points.parquet"
     geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
@@ -128,7 +128,7 @@ def test_sampling_flow_writes_every_point_column(prefect_api, staging_dir, s3_co
 def test_cli_sample_runs_the_flow(prefect_api, staging_dir, s3_collection, points, tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from rasteret_flows.cli import app
 
     path = tmp_path / "points.parquet"
     pq.write_table(points, path)
@@ -165,7 +165,7 @@ def _same_rows(out: pa.Table, want: pa.Table) -> None:
 
 
 def test_sampling_flow_takes_x_y_columns_nearest_date_and_masked(prefect_api, staging_dir, s3_collection, tmp_path):
-    from flows import sample_points
+    from rasteret_flows import sample_points
 
     points = _xy_points(s3_collection)
     path = tmp_path / "xy.parquet"
@@ -184,7 +184,7 @@ def test_sampling_flow_takes_x_y_columns_nearest_date_and_masked(prefect_api, st
 def test_cli_sample_takes_the_new_options(prefect_api, staging_dir, s3_collection, tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from rasteret_flows.cli import app
 
     points = _xy_points(s3_collection)
     path = tmp_path / "xy.parquet"
@@ -206,7 +206,7 @@ def test_a_failing_batch_is_reported_and_the_others_commit(prefect_api, staging_
     """The 33N scenes' red files vanish after enrichment: their batch fails (not retryable), the 32N batch commits."""
     import copy
 
-    from flows import sample_points
+    from rasteret_flows import sample_points
     from rasteret_core._delta import merge_table
 
     client = s3.client()

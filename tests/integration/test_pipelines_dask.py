@@ -31,7 +31,7 @@ def _run_on(address, flow, *args, **kwargs):
     """Run ``flow`` on the cluster at ``address``; return its result and the workers that ran its tasks."""
     from distributed import Client, get_task_stream
 
-    from flows import with_runner
+    from rasteret_flows import with_runner
 
     with Client(address) as client, get_task_stream(client=client) as stream:
         result = with_runner(flow, address)(*args, **kwargs)
@@ -39,7 +39,7 @@ def _run_on(address, flow, *args, **kwargs):
 
 
 def test_sampling_on_two_dask_workers_equals_the_default_runner(dask_address, s3_collection, tmp_path):
-    from flows import sample_points
+    from rasteret_flows import sample_points
 
     rng = np.random.default_rng(3)
     geoms = [shapely.Point(rng.uniform(11.75, 12.1), rng.uniform(45.6, 45.95)) for _ in range(24)]
@@ -62,7 +62,7 @@ def test_sampling_on_two_dask_workers_equals_the_default_runner(dask_address, s3
 
 
 def test_enrichment_on_two_dask_workers_equals_the_default_runner(dask_address, s3_items):
-    from flows import enrich_collection
+    from rasteret_flows import enrich_collection
 
     settings = rc.Settings.from_env()
     for uri in ("s3://rasteret-tables/dask-enrich-default", "s3://rasteret-tables/dask-enrich"):

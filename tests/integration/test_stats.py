@@ -304,7 +304,7 @@ ORDER = [("field_id", "ascending"), ("record_id", "ascending"), ("band", "ascend
 
 
 def test_the_flow_writes_the_table_the_library_returns(prefect_api, staging_dir, s3_collection, aoi_file):
-    from flows import extract_aois
+    from rasteret_flows import extract_aois
 
     out_uri = "s3://rasteret-tables/extraction-stats"
     result = extract_aois(s3_collection.uri, str(aoi_file), BANDS, out_uri, batch_size=2, stats=STATS)
@@ -319,7 +319,7 @@ def test_the_flow_writes_the_table_the_library_returns(prefect_api, staging_dir,
 def test_cli_extract_with_stats(prefect_api, staging_dir, s3_collection, aoi_file):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from rasteret_flows.cli import app
 
     out_uri = "s3://rasteret-tables/cli-extraction-stats"
     done = CliRunner().invoke(app, ["extract", s3_collection.uri, "--aois", str(aoi_file), "--bands", "red",

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from flows._report import summary_markdown
-from flows._runners import task_runner
+from rasteret_flows._report import summary_markdown
+from rasteret_flows._runners import task_runner
 from infra.local.faults import Fault, FaultProxy
 from rasteret_core import ConfigError, Settings
-from tasks._common import stage_folder, widen_unsigned
+from rasteret_tasks._common import stage_folder, widen_unsigned
 
 
 def test_unsigned_pixels_survive_a_delta_round_trip(tmp_path):
