@@ -1,9 +1,19 @@
 """Prefect flows: they compose `tasks` and do nothing else."""
 
+from ._batched import BatchedReadSummary, BatchFailure
 from ._runners import task_runner, with_runner
 from .enrich import enrich_collection
 from .extract import extract_aois
 from .ingest import ingest_collection
 from .sample import sample_points
 
-__all__ = ["enrich_collection", "extract_aois", "ingest_collection", "sample_points", "task_runner", "with_runner"]
+__all__ = [
+    "BatchFailure",
+    "BatchedReadSummary",
+    "enrich_collection",
+    "extract_aois",
+    "ingest_collection",
+    "sample_points",
+    "task_runner",
+    "with_runner",
+]

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prefect import Task, get_run_logger
 
 from rasteret_core import ConfigError
 
+R = TypeVar("R")
+
 
 @dataclass(slots=True)
-class FanOut:
+class FanOut(Generic[R]):
     """What came back: the results of the units that finished, and the ones that failed (with errors)."""
 
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[R] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
 def fan_out(
-    task: Task[..., dict[str, Any]],
+    task: Task[..., R],
     calls: Sequence[Mapping[str, Any]],
     labels: Sequence[str],
     *,
     max_in_flight: int,
-) -> FanOut:
+) -> FanOut[R]:
     """Submit ``task(**call)`` for every call, at most ``max_in_flight`` at once, on the flow's task runner.
 
     A unit that still fails after its task's retries is logged and listed in
@@ -34,7 +36,7 @@ def fan_out(
     if max_in_flight < 1:
         raise ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
     log = get_run_logger()
-    out = FanOut()
+    out: FanOut[R] = FanOut()
     futures: list[Any] = []
 
     def collect(i: int) -> None:

@@ -6,12 +6,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from rasteret_tasks import Kind
 
 app = typer.Typer(help="Rasteret: index-first reads of cloud-optimized GeoTIFFs, run as Prefect flows.",
                   no_args_is_help=True, add_completion=False)
@@ -148,38 +151,31 @@ def history(uri: Annotated[str, typer.Argument(help="Collection URI")]) -> None:
 @app.command()
 def extract(
     uri: Annotated[str, typer.Argument(help="Collection URI")],
-    aois: Annotated[Path, typer.Option(help="GeoParquet/Parquet file of AOIs")],
+    aois: Annotated[str, typer.Option(help="GeoParquet/Parquet file of AOIs: local path or s3://")],
     bands: Annotated[str, typer.Option(help="B1,B2,...")],
     out: Annotated[str, typer.Option(help="Output Delta table: local path or s3://")],
-    batch_size: Annotated[int, typer.Option(help="AOIs per task")] = 64,
-    geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the AOIs if the file does not say")] = None,
-    version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
     stats: Annotated[Optional[str], typer.Option(
         help="Statistics instead of pixels, one row per AOI x record x band: any of count,mean,min,max,std,median "
              "(over valid pixels; std with ddof=0)")] = None,
+    all_touched: Annotated[bool, typer.Option(help="Every pixel an AOI touches, not only centres inside")] = False,
+    overview: Annotated[Optional[int], typer.Option(help="Read this overview (0 = the finest reduced level)")] = None,
+    geometry_column: Annotated[str, typer.Option(help="The AOI geometry column")] = "geometry",
+    batch_size: Annotated[int, typer.Option(help="AOIs per task")] = 64,
+    geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the AOIs if the file does not say")] = None,
+    version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
     runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
     """Run the extraction flow: read bands (or their statistics) for every AOI into an output Delta table."""
-    from rasteret_core import StatisticError, check_stats
-
-    from ._runners import with_runner
-    from .extract import extract_aois
-
-    names = None
-    if stats is not None:
-        try:
-            names = list(check_stats([s.strip() for s in stats.split(",") if s.strip()]))
-        except StatisticError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--stats") from None
-    result = with_runner(extract_aois, runner)(uri, str(aois.resolve()), bands.split(","), out, version=version,
-                                               batch_size=batch_size, geometry_crs=geometry_crs, stats=names)
-    _report_batches("extracted", result)
+    names = None if stats is None else [s.strip() for s in stats.split(",") if s.strip()]
+    _run_batches("aois", {"stats": names, "all_touched": all_touched, "overview": overview}, "--stats", uri, aois,
+                 bands, out, batch_size=batch_size, geometry_column=geometry_column, geometry_crs=geometry_crs,
+                 version=version, runner=runner)
 
 
 @app.command()
 def sample(
     uri: Annotated[str, typer.Argument(help="Collection URI")],
-    points: Annotated[Path, typer.Option(help="GeoParquet/Parquet file of points")],
+    points: Annotated[str, typer.Option(help="GeoParquet/Parquet file of points: local path or s3://")],
     bands: Annotated[str, typer.Option(help="B1,B2,...")],
     out: Annotated[str, typer.Option(help="Output Delta table: local path or s3://")],
     match: Annotated[str, typer.Option(
@@ -195,20 +191,10 @@ def sample(
     runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
     """Run the point-sampling flow: the band values at every point into an output Delta table."""
-    from rasteret_core import SchemaError, check_sample_options
-
-    from ._runners import with_runner
-    from .sample import sample_points
-
-    try:
-        check_sample_options(match=match, date_column=date_column, x_column=x_column, y_column=y_column)
-    except SchemaError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--match, --date-column, --x-column, --y-column") from None
-    result = with_runner(sample_points, runner)(uri, str(points.resolve()), bands.split(","), out, version=version,
-                                                batch_size=batch_size, geometry_crs=geometry_crs, match=match,
-                                                geometry_column=geometry_column, x_column=x_column,
-                                                y_column=y_column, date_column=date_column, masked=masked)
-    _report_batches("sampled", result)
+    _run_batches("points", {"match": match, "date_column": date_column, "x_column": x_column, "y_column": y_column,
+                            "masked": masked}, "--match, --date-column, --x-column, --y-column", uri, points, bands,
+                 out, batch_size=batch_size, geometry_column=geometry_column, geometry_crs=geometry_crs,
+                 version=version, runner=runner)
 
 
 @app.command()
@@ -225,11 +211,30 @@ def export(uri: Annotated[str, typer.Argument(help="Collection URI")],
     console.print(f"wrote {len(col)} records of {uri} v{col.version} to {path}")
 
 
-def _report_batches(title: str, result: dict) -> None:
-    _print_dict(title, {k: v for k, v in result.items() if k != "batch failures"})
-    if result["batch failures"]:
-        for failure in result["batch failures"]:
-            console.print(f"[red]{failure['unit']} failed:[/red] {failure['error']}")
+def _run_batches(kind: Kind, options: dict[str, Any], hint: str, uri: str, source: str, bands: str, out: str, *,
+                 batch_size: int, geometry_column: str, geometry_crs: str | None, version: int | None,
+                 runner: str | None) -> None:
+    """Check the kind's options (a bad one is a usage error naming ``hint``), run its flow, print the summary."""
+    from rasteret_core import RasteretError
+    from rasteret_tasks import batch_options
+
+    from ._runners import with_runner
+    from .extract import extract_aois
+    from .sample import sample_points
+
+    try:
+        batch_options(kind, **options)
+    except RasteretError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
+    flow = extract_aois if kind == "aois" else sample_points
+    where = source if "://" in source else str(Path(source).resolve())
+    result = with_runner(flow, runner)(uri, where, bands.split(","), out, version=version,
+                                       batch_size=batch_size, geometry_column=geometry_column,
+                                       geometry_crs=geometry_crs, **options)
+    _print_dict("extracted" if kind == "aois" else "sampled", result.report())
+    for failure in result.failures:
+        console.print(f"[red]{failure.unit} failed:[/red] {failure.error}")
+    if result.failures:
         raise typer.Exit(1)
 
 

@@ -96,6 +96,6 @@ def run_demo(workdir: Path, *, scale: int = 1, console: Console | None = None) -
         table.add_row(row["field_id"], row["crop"], row["record_id"], row["band"],
                       f"{row['height']}x{row['width']}", str(valid.size), *stats)
     console.print(table)
-    console.print(f"{extracted['aois']} AOIs -> {extracted['rows']} rows; read {extracted['requests']} requests, "
-                  f"{extracted['bytes read']:,} bytes in {extracted['seconds']} s")
+    console.print(f"{extracted.inputs} AOIs -> {extracted.rows} rows; read {extracted.requests} requests, "
+                  f"{extracted.bytes_read:,} bytes in {extracted.seconds} s")
     return {"ingested": ingested, "extracted": extracted}

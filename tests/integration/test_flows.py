@@ -69,11 +69,11 @@ def test_extraction_flow_keeps_every_aoi_column(ingested, tmp_path, s3):
 
     out_uri = "s3://rasteret-tables/extraction"
     result = extract_aois(uri, str(path), ["red", "nir"], out_uri, batch_size=2)
-    assert result["batches"] == 2 and result["aois"] == 4
+    assert result.batches == 2 and result.inputs == 4 and result.failed_batches == 0
     out = DeltaTable(out_uri, storage_options=col.settings.delta_storage_options()).to_pyarrow_table()
     for name in table.schema.names:
         assert name in out.schema.names and out.schema.field(name).type == table.schema.field(name).type
-    assert out.num_rows == result["rows"] == 3 * 3 * 2  # three AOIs x three 32N dates x two bands
+    assert out.num_rows == result.rows == 3 * 3 * 2  # three AOIs x three 32N dates x two bands
     assert "nowhere" not in out["field_id"].to_pylist()
     # the rows hold the same pixels get_numpy reads
     want = col.get_numpy(aois[1], ["red", "nir"])

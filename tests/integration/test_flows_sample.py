@@ -110,13 +110,13 @@ def test_sampling_flow_writes_every_point_column(prefect_api, staging_dir, s3_co
     pq.write_table(points.replace_schema_metadata({"geo": json.dumps(geo)}), path)
     out_uri = "s3://rasteret-tables/samples"
     result = sample_points(s3_collection.uri, str(path), BANDS, out_uri, batch_size=4)
-    assert result["batches"] == -(-points.num_rows // 4) and result["failed batches"] == 0
-    assert result["points"] == points.num_rows and result["requests"] > 0
+    assert result.batches == -(-points.num_rows // 4) and result.failed_batches == 0
+    assert result.inputs == points.num_rows and result.requests > 0
     out = DeltaTable(out_uri, storage_options=s3_collection.settings.delta_storage_options()).to_pyarrow_table()
     for name in points.schema.names:
         assert out.schema.field(name).type == points.schema.field(name).type
     want = s3_collection.sample_points(points, BANDS)
-    assert out.num_rows == result["rows"] == want.num_rows
+    assert out.num_rows == result.rows == want.num_rows
     assert out.schema.field("value").type == pa.int32()  # uint16 pixels, widened: Delta has no unsigned types
     order = [("pid", "ascending"), ("record_id", "ascending"), ("band", "ascending")]
     want = want.set_column(want.schema.get_field_index("value"), "value", want["value"].cast(pa.int32()))
@@ -174,7 +174,7 @@ def test_sampling_flow_takes_x_y_columns_nearest_date_and_masked(prefect_api, st
                "date_column": "when", "masked": True}
     out_uri = "s3://rasteret-tables/samples-xy"
     result = sample_points(s3_collection.uri, str(path), BANDS, out_uri, batch_size=16, **options)
-    assert result["failed batches"] == 0 and result["batches"] == 3
+    assert result.failed_batches == 0 and result.batches == 3
     out = DeltaTable(out_uri, storage_options=s3_collection.settings.delta_storage_options()).to_pyarrow_table()
     want = s3_collection.sample_points(points, BANDS, **options)
     assert want.num_rows > 20 and len(set(want["site"].to_pylist())) * 2 == want.num_rows  # one record per band
@@ -238,9 +238,9 @@ def test_a_failing_batch_is_reported_and_the_others_commit(prefect_api, staging_
     pq.write_table(pa.table({"n": [0, 1, 2], "geometry": [shapely.to_wkb(g) for g in geoms]}), path)
 
     result = sample_points(uri, str(path), ["red"], "s3://rasteret-tables/vanishing-samples", batch_size=2)
-    assert result["batches"] == 2 and result["failed batches"] == 1
-    (failure,) = result["batch failures"]
-    assert failure["unit"] == "point batch [2, 3)" and "ObjectNotFoundError" in failure["error"]
+    assert result.batches == 2 and result.failed_batches == 1
+    (failure,) = result.failures
+    assert failure.unit == "point batch [2, 3)" and "ObjectNotFoundError" in failure.error
     out = DeltaTable("s3://rasteret-tables/vanishing-samples",
                      storage_options=rc.Settings.from_env().delta_storage_options()).to_pyarrow_table()
-    assert set(out["n"].to_pylist()) == {0, 1} and out.num_rows == result["rows"] > 0
+    assert set(out["n"].to_pylist()) == {0, 1} and out.num_rows == result.rows > 0

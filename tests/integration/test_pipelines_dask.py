@@ -54,7 +54,7 @@ def test_sampling_on_two_dask_workers_equals_the_default_runner(dask_address, s3
     on_dask, workers = _run_on(dask_address, sample_points, s3_collection.uri, str(path), ["red", "nir"],
                                "s3://rasteret-tables/dask-sampled", batch_size=3)
     assert len(workers) == 2  # both worker processes ran batches
-    assert on_dask["batches"] == default["batches"] == 8 and on_dask["rows"] == default["rows"] > 0
+    assert on_dask.batches == default.batches == 8 and on_dask.rows == default.rows > 0
     order = [("site", "ascending"), ("record_id", "ascending"), ("band", "ascending")]
     a = DeltaTable("s3://rasteret-tables/dask-default", storage_options=options).to_pyarrow_table().sort_by(order)
     b = DeltaTable("s3://rasteret-tables/dask-sampled", storage_options=options).to_pyarrow_table().sort_by(order)

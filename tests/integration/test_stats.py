@@ -308,11 +308,11 @@ def test_the_flow_writes_the_table_the_library_returns(prefect_api, staging_dir,
 
     out_uri = "s3://rasteret-tables/extraction-stats"
     result = extract_aois(s3_collection.uri, str(aoi_file), BANDS, out_uri, batch_size=2, stats=STATS)
-    assert result["batches"] == 3 and result["failed batches"] == 0
+    assert result.batches == 3 and result.failed_batches == 0
     out = _delta(out_uri, s3_collection)
     want, _ = s3_collection.get_table(str(aoi_file), BANDS, stats=STATS)
     assert [(f.name, f.type) for f in out.schema] == [(f.name, f.type) for f in want.schema]
-    assert out.num_rows == result["rows"] == want.num_rows
+    assert out.num_rows == result.rows == want.num_rows
     assert out.sort_by(ORDER).equals(want.sort_by(ORDER))
 
 
