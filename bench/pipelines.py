@@ -120,7 +120,7 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
         warm = "s3://rasteret-tables/bench-warm-up"
         merge_table(rc.records_from_items(items, bands=BANDS), warm, settings=settings, operation="build")
         enrich(warm, partition_size=partition_size)
-        runs: dict[int, list[tuple[float, dict[str, Any]]]] = {n: [] for n in in_flight}
+        runs: dict[int, list[tuple[float, Any]]] = {n: [] for n in in_flight}
         for rep in range(repeat):  # round robin, so that load from elsewhere spreads over every setting
             for n in in_flight:
                 uri = f"s3://rasteret-tables/bench-in-flight-{n}-{rep}"
@@ -128,11 +128,11 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
                 started = time.perf_counter()
                 summary = enrich(uri, partition_size=partition_size, max_in_flight=n)
                 runs[n].append((time.perf_counter() - started, summary))
-                assert summary["headers parsed"] == results["headers"], summary
+                assert summary.headers_parsed == results["headers"], summary
         for n, measured in runs.items():
             seconds = statistics.median(m[0] for m in measured)
-            parse = statistics.median(m[1]["seconds parsing"] for m in measured)
-            commit = statistics.median(m[1]["seconds committing"] for m in measured)
+            parse = statistics.median(m[1].seconds_parsing for m in measured)
+            commit = statistics.median(m[1].seconds_committing for m in measured)
             results[f"{n} in flight: flow scenes/s (end to end)"] = round(len(scenes) / seconds, 1)
             results[f"{n} in flight: partitions scenes/s (fan-out only)"] = round(len(scenes) / parse, 1)
             results[f"{n} in flight: median seconds (select / parse / commit)"] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,15 @@ def publish_summary(key: str, title: str, summary: Mapping[str, Any],
                     failures: Sequence[Mapping[str, Any]] | None = None) -> None:
     """Publish ``summary`` (and any failures) as a markdown table artifact of this run."""
     create_markdown_artifact(markdown=summary_markdown(title, summary, failures), key=key, description=title)
+
+
+def report_rows(summary: Any) -> dict[str, Any]:
+    """A summary dataclass as report rows: each field's name in words, and its value.
+
+    Fields whose metadata says ``report=False`` (lists of failures) are left out.
+    """
+    return {f.name.replace("_", " "): getattr(summary, f.name) for f in dataclasses.fields(summary)
+            if f.metadata.get("report", True)}
 
 
 def _cell(value: Any) -> str:

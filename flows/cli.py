@@ -44,6 +44,40 @@ def _bands(value: str | None) -> dict[str, str] | None:
     return out
 
 
+def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
+    """A JSON object given on the command line (None when not given)."""
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=option) from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter("expected a JSON object", param_hint=option)
+    return parsed
+
+
+def _geojson(value: str | None) -> dict[str, Any] | None:
+    """``--intersects``: GeoJSON text, or the path of a file holding it."""
+    if value is not None and not value.lstrip().startswith("{"):
+        try:
+            value = Path(value).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise typer.BadParameter(f"neither GeoJSON nor a readable file: {exc}", param_hint="--intersects") from None
+    return _json_object(value, "--intersects")
+
+
+def _rewrites(values: list[str] | None) -> dict[str, str] | None:
+    """``--href-rewrite PREFIX=REPLACEMENT`` options as a mapping."""
+    out = {}
+    for value in values or ():
+        prefix, sep, replacement = value.partition("=")
+        if not sep or not prefix:
+            raise typer.BadParameter(f"{value!r}: expected PREFIX=REPLACEMENT", param_hint="--href-rewrite")
+        out[prefix] = replacement
+    return out or None
+
+
 @app.callback()
 def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug")] = 0) -> None:
     """Rasteret command line."""
@@ -76,20 +110,40 @@ def ingest(
     bbox: Annotated[Optional[str], typer.Option(help="MINX,MINY,MAXX,MAXY in lon/lat")] = None,
     datetime: Annotated[Optional[str], typer.Option(help="START/END, ISO 8601")] = None,
     bands: Annotated[Optional[str], typer.Option(help="name=asset_key,... or asset keys; default every COG asset")] = None,
+    intersects: Annotated[Optional[str], typer.Option(
+        help="A GeoJSON geometry in lon/lat, or a file holding one: items must intersect it")] = None,
+    query: Annotated[Optional[str], typer.Option(
+        help='STAC query extension as JSON, e.g. \'{"eo:cloud_cover": {"lt": 20}}\' (applied here when the API lacks it)'
+    )] = None,
+    href_rewrite: Annotated[Optional[list[str]], typer.Option(
+        help="PREFIX=REPLACEMENT applied to every asset href (repeatable), e.g. https://host/=s3://bucket/")] = None,
     max_items: Annotated[Optional[int], typer.Option(help="Stop after this many items")] = None,
+    partial: Annotated[bool, typer.Option(
+        help="Commit the records whose headers parsed and leave the others out (quarantined); "
+             "--no-partial commits nothing when any fails")] = True,
     partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
+    max_in_flight: Annotated[int, typer.Option(help="Partitions parsed at once")] = 4,
+    quarantine: Annotated[Optional[str], typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
     runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
-    """Search a STAC API and commit the records (with parsed headers) as a new collection version."""
+    """Run the ingestion flow: search a STAC API, parse the headers of new and changed records, commit them.
+
+    Records the collection already holds as they are are skipped before any header is
+    read: re-running over an unchanged archive reads no header and commits nothing.
+    """
     from ._runners import with_runner
     from .ingest import ingest_collection
 
-    result = with_runner(ingest_collection, runner)(stac_api, collection, uri, bbox=_bbox(bbox), datetime=datetime,
-                                                    bands=_bands(bands), max_items=max_items,
-                                                    partition_size=partition_size)
-    _print_dict("ingested", {k: v for k, v in result.items() if k not in ("failures", "partition failures")})
-    if result["failures"] or result["partition failures"]:
-        console.print(f"[yellow]{len(result['failures'])} header(s) failed; see the run log; retry with `rasteret enrich {uri}`")
+    result = with_runner(ingest_collection, runner)(
+        stac_api, collection, uri, bbox=_bbox(bbox), datetime=datetime, intersects=_geojson(intersects),
+        query=_json_object(query, "--query"), bands=_bands(bands), max_items=max_items,
+        href_rewrites=_rewrites(href_rewrite), partial=partial, partition_size=partition_size,
+        max_in_flight=max_in_flight, quarantine_uri=quarantine)
+    _print_dict("ingested", result.report())
+    if result.failures or result.partition_failures:
+        console.print(f"[yellow]{len(result.failures)} header(s) failed (records left out, quarantined in "
+                      f"{result.quarantine}), {len(result.partition_failures)} partition(s) failed; see the run's "
+                      "artifact; the next ingestion tries them again")
         raise typer.Exit(1)
 
 
@@ -108,10 +162,10 @@ def enrich(
 
     result = with_runner(enrich_collection, runner)(uri, partition_size=partition_size, max_in_flight=max_in_flight,
                                                      quarantine_uri=quarantine, refresh=refresh)
-    _print_dict("enriched", {k: v for k, v in result.items() if k not in ("failures", "partition failures")})
-    if result["failures"] or result["partition failures"]:
-        console.print(f"[yellow]{len(result['failures'])} header(s) quarantined in {result['quarantine']}, "
-                      f"{len(result['partition failures'])} partition(s) failed; see the run's artifact; "
+    _print_dict("enriched", result.report())
+    if result.failures or result.partition_failures:
+        console.print(f"[yellow]{len(result.failures)} header(s) quarantined in {result.quarantine}, "
+                      f"{len(result.partition_failures)} partition(s) failed; see the run's artifact; "
                       f"re-run `rasteret enrich {uri}` to try them again")
         raise typer.Exit(1)
 
@@ -199,16 +253,14 @@ def sample(
 
 @app.command()
 def export(uri: Annotated[str, typer.Argument(help="Collection URI")],
-           path: Annotated[Path, typer.Argument(help="GeoParquet file to write")],
+           path: Annotated[str, typer.Argument(help="GeoParquet file to write: local path or s3://")],
            version: Annotated[Optional[int], typer.Option(help="Version to export")] = None) -> None:
-    """Export a collection version to GeoParquet."""
-    import pyarrow.parquet as pq
-
+    """Export a collection version to GeoParquet (``Collection.export``: stac-geoparquet, no internal columns)."""
     import rasteret_core as rc
 
     col = rc.load(uri, version=version)
-    pq.write_table(col.to_arrow(), path)
-    console.print(f"wrote {len(col)} records of {uri} v{col.version} to {path}")
+    written = col.export(path)
+    console.print(f"wrote {len(col)} records of {uri} v{col.version} to {written}")
 
 
 def _run_batches(kind: Kind, options: dict[str, Any], hint: str, uri: str, source: str, bands: str, out: str, *,

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 import rasteret_core as rc
-from rasteret_core._delta import read_table
+from rasteret_core import read_table
 
 from .extract import extract_aois
 from .ingest import ingest_collection
@@ -80,8 +80,8 @@ def run_demo(workdir: Path, *, scale: int = 1, console: Console | None = None) -
                                      datetime="2024-01-01/2024-12-31")
     col = rc.load(col_uri)
     console.print(f"collection {col_uri}: version {col.version}, {len(col)} records, bands {col.bands}; "
-                  f"{ingested['headers parsed']} headers parsed with {ingested['requests']} requests, "
-                  f"{ingested['bytes read']:,} bytes")
+                  f"{ingested.headers_parsed} headers parsed with {ingested.requests} requests, "
+                  f"{ingested.bytes_read:,} bytes")
 
     bands = ["red", "nir"]
     extracted = extract_aois(col_uri, str(aois), bands, out_uri, batch_size=2)

@@ -2,22 +2,82 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from rasteret_tasks import commit_collection, discard_folder, parse_scene_headers, quarantine_scenes, select_unenriched
+from rasteret_core import HeaderFailure
+from rasteret_tasks import (
+    commit_collection,
+    discard_folder,
+    parse_scene_headers,
+    quarantine_scenes,
+    quarantine_uri_for,
+    select_unenriched,
+)
 
 from ._fanout import fan_out
-from ._report import publish_summary
+from ._report import publish_summary, report_rows
+
+__all__ = ["EnrichSummary", "enrich_collection", "quarantine_uri_for"]
+
+_LIST = {"report": False}
 
 
-def quarantine_uri_for(uri: str) -> str:
-    """The default quarantine table of a collection: ``<uri>_quarantine`` beside it."""
-    return uri.rstrip("/") + "_quarantine"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrichSummary:
+    """What an enrichment run did.
+
+    Attributes:
+        collection: The collection's URI.
+        pinned_version: The version whose rows were read.
+        version: The version after the run (the pinned one when nothing was committed).
+        records_lacking_headers: Rows of the pinned version lacking a header (all with ``refresh``).
+        partitions: Header-parsing partitions.
+        partitions_resumed: Partitions an earlier (killed) run had staged.
+        partitions_retried: Partitions that needed a retry.
+        failed_partitions: Partitions that failed after their retries.
+        headers_parsed: Headers parsed.
+        rows_updated: Rows replaced by the commit.
+        quarantined_scenes: Records with an asset whose header failed.
+        quarantine: The quarantine table written to, or None.
+        requests: Requests made by this run (resumed partitions not counted).
+        bytes_read: Bytes read by this run.
+        seconds_parsing: Wall time of the parsing fan-out.
+        seconds_committing: Wall time of the commit and quarantine.
+        seconds: Wall time of the run.
+        failures: The assets whose header failed (kept with a null header, quarantined).
+        partition_failures: The partitions that failed (``unit``, ``error``).
+    """
+
+    collection: str
+    pinned_version: int
+    version: int | None
+    records_lacking_headers: int
+    partitions: int
+    partitions_resumed: int
+    partitions_retried: int
+    failed_partitions: int
+    headers_parsed: int
+    rows_updated: int
+    quarantined_scenes: int
+    quarantine: str | None
+    requests: int
+    bytes_read: int
+    seconds_parsing: float
+    seconds_committing: float
+    seconds: float
+    failures: tuple[HeaderFailure, ...] = field(default=(), metadata=_LIST)
+    partition_failures: tuple[dict[str, str], ...] = field(default=(), metadata=_LIST)
+
+    def report(self) -> dict[str, Any]:
+        """The summary as labelled values (failures aside), for the run's artifact and the command line."""
+        return report_rows(self)
 
 
 @flow(name="enrich-collection")
@@ -28,7 +88,7 @@ def enrich_collection(
     max_in_flight: int = 4,
     quarantine_uri: str | None = None,
     refresh: bool = False,
-) -> dict[str, Any]:
+) -> EnrichSummary:
     """Parse the COG headers the collection at ``uri`` lacks; commit them in one new version.
 
     The version is pinned at the start; its rows lacking headers (every row with
@@ -38,59 +98,62 @@ def enrich_collection(
     already staged. Partitions retry retryable errors with exponential backoff and
     jitter. Assets that still fail keep a null header in the collection, are
     appended with their error to the quarantine table (``<uri>_quarantine`` by
-    default) and listed in the run's artifact; a later run tries them again.
+    default) and listed in the run's artifact; a later run tries them again. The
+    commit is the ingestion core's merge (``merge_changes``), as the ingestion flow's.
     """
     log = get_run_logger()
     started = time.perf_counter()
     run = str(flow_run.id or uuid.uuid4())
     selected = select_unenriched(uri, version=version, partition_size=partition_size, refresh=refresh)
-    pinned, bounds = selected["version"], selected["partitions"]
+    pinned, bounds = selected.base_version, selected.partitions(partition_size)
     parsing = time.perf_counter()
     done = fan_out(
         parse_scene_headers,
-        [{"records_path": selected["records_path"], "start": s, "stop": e, "stage": selected["stage"],
-          "refresh": refresh} for s, e in bounds],
+        [{"records_path": selected.path, "start": s, "stop": e, "stage": selected.stage, "refresh": refresh}
+         for s, e in bounds],
         [f"partition [{s}, {e})" for s, e in bounds],
         max_in_flight=max_in_flight,
     )
     parsing = time.perf_counter() - parsing
     parts = done.results
-    failures = [f for p in parts for f in p["failures"]]
-    parsed = sum(p["parsed"] for p in parts)
+    failures = tuple(f for p in parts for f in p.failures)
+    parsed = sum(p.parsed for p in parts)
     committing = time.perf_counter()
-    committed = {"version": pinned, "inserted": 0, "updated": 0}
+    committed = None
     if parsed:
         committed = commit_collection(
-            [p["path"] for p in parts], uri, operation="enrich",
-            metadata={"pinned_version": pinned, "partitions": len(bounds), "headers_parsed": parsed,
-                      "header_failures": len(failures), "flow_run": run},
+            [p.path for p in parts], uri, changes_path=selected.changes_path, operation="enrich", parsed=parsed,
+            metadata={"pinned_version": pinned, "partitions": len(bounds), "header_failures": len(failures),
+                      "flow_run": run},
         )
     quarantine = quarantine_uri or quarantine_uri_for(uri)
     if failures:
-        quarantine_scenes(failures, quarantine, collection_uri=uri, version=pinned, run=run)
-    discard_folder(selected["stage"])  # only a crash leaves it, for the re-run to resume from
+        quarantine_scenes(list(failures), quarantine, collection_uri=uri, version=pinned, run=run)
+    discard_folder(selected.stage)  # only a crash leaves it, for the re-run to resume from
     committing = time.perf_counter() - committing
-    summary = {
-        "collection": uri,
-        "pinned version": pinned,
-        "version": committed["version"],
-        "records lacking headers": selected["records"],
-        "partitions": len(bounds),
-        "partitions resumed": sum(1 for p in parts if p["resumed"]),
-        "partitions retried": sum(1 for p in parts if p["attempts"] > 1 and not p["resumed"]),
-        "failed partitions": len(done.failures),
-        "headers parsed": parsed,
-        "rows updated": committed["updated"],
-        "quarantined scenes": len({f["record_id"] for f in failures}),
-        "quarantine": quarantine if failures else "-",
-        "requests": sum(p["requests"] for p in parts if not p["resumed"]),
-        "bytes read": sum(p["bytes"] for p in parts if not p["resumed"]),
-        "seconds parsing": round(parsing, 2),
-        "seconds committing": round(committing, 2),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    summary = EnrichSummary(
+        collection=uri,
+        pinned_version=pinned,
+        version=committed.version if committed else pinned,
+        records_lacking_headers=selected.selected,
+        partitions=len(bounds),
+        partitions_resumed=sum(1 for p in parts if p.resumed),
+        partitions_retried=sum(1 for p in parts if p.attempts > 1 and not p.resumed),
+        failed_partitions=len(done.failures),
+        headers_parsed=parsed,
+        rows_updated=committed.updated if committed else 0,
+        quarantined_scenes=len({f.record_id for f in failures}),
+        quarantine=quarantine if failures else None,
+        requests=sum(p.requests for p in parts if not p.resumed),
+        bytes_read=sum(p.bytes_read for p in parts if not p.resumed),
+        seconds_parsing=round(parsing, 2),
+        seconds_committing=round(committing, 2),
+        seconds=round(time.perf_counter() - started, 2),
+        failures=failures,
+        partition_failures=tuple(done.failures),
+    )
     for failure in failures:
-        log.warning("quarantined %s/%s %s: %s", failure["record_id"], failure["band"], failure["href"],
-                    failure["error"])
-    publish_summary("enrich-collection", f"Enrichment of {uri}", summary, [*done.failures, *failures])
-    return {**summary, "failures": failures, "partition failures": done.failures}
+        log.warning("quarantined %s/%s %s: %s", failure.record_id, failure.band, failure.href, failure.error)
+    publish_summary("enrich-collection", f"Enrichment of {uri}", summary.report(),
+                    [*done.failures, *(dataclasses.asdict(f) for f in failures)])
+    return summary

@@ -1,19 +1,84 @@
-"""Ingestion: paged STAC search, normalise, parse headers in scene partitions, one Delta commit."""
+"""Ingestion: STAC search, the records that changed, headers parsed in scene partitions, one Delta commit."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from rasteret_core import Settings
-from rasteret_tasks import commit_collection, discard_folder, parse_scene_headers, search_records, stage_folder
+from rasteret_core import CollectionError, HeaderFailure, Settings
+from rasteret_tasks import (
+    commit_collection,
+    discard_folder,
+    parse_scene_headers,
+    quarantine_scenes,
+    quarantine_uri_for,
+    search_records,
+    select_changed_records,
+    stage_folder,
+)
 
 from ._fanout import fan_out
-from ._report import publish_summary
+from ._report import publish_summary, report_rows
+
+_LIST = {"report": False}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestSummary:
+    """What an ingestion run did.
+
+    Attributes:
+        collection: The collection's URI.
+        version: Its version after the run (unchanged when nothing was committed;
+            None when there is still no table).
+        committed: Whether the run committed a version.
+        records: Records the search found.
+        unchanged: Those the collection already held as they are (no header read).
+        changed: New or changed records, whose headers were parsed.
+        inserted: Rows inserted.
+        updated: Rows replaced.
+        partitions: Header-parsing partitions.
+        failed_partitions: Partitions that failed after their retries (not committed).
+        headers_parsed: Headers parsed.
+        header_failures: Assets whose header failed (quarantined).
+        records_skipped: Records left out of the commit because a header failed.
+        quarantine: The quarantine table written to, or None.
+        requests: Requests made to parse headers.
+        bytes_read: Bytes read to parse headers.
+        seconds: Wall time of the run.
+        failures: The assets whose header failed.
+        partition_failures: The partitions that failed (``unit``, ``error``).
+    """
+
+    collection: str
+    version: int | None
+    committed: bool
+    records: int
+    unchanged: int
+    changed: int
+    inserted: int
+    updated: int
+    partitions: int
+    failed_partitions: int
+    headers_parsed: int
+    header_failures: int
+    records_skipped: int
+    quarantine: str | None
+    requests: int
+    bytes_read: int
+    seconds: float
+    failures: tuple[HeaderFailure, ...] = field(default=(), metadata=_LIST)
+    partition_failures: tuple[dict[str, str], ...] = field(default=(), metadata=_LIST)
+
+    def report(self) -> dict[str, Any]:
+        """The summary as labelled values (failures aside), for the run's artifact and the command line."""
+        return report_rows(self)
 
 
 @flow(name="ingest-collection")
@@ -23,52 +88,92 @@ def ingest_collection(
     uri: str,
     bbox: list[float] | None = None,
     datetime: str | None = None,
+    intersects: dict[str, Any] | None = None,
+    query: dict[str, Any] | None = None,
     bands: dict[str, str] | None = None,
     max_items: int | None = None,
+    href_rewrites: dict[str, str] | None = None,
+    partial: bool = True,
     partition_size: int = 16,
     max_in_flight: int = 4,
-) -> dict[str, Any]:
-    """Build or update the collection at ``uri`` from a STAC API search; one commit per run.
+    quarantine_uri: str | None = None,
+) -> IngestSummary:
+    """Build or update the collection at ``uri`` from a STAC API search; at most one commit per run.
 
-    Records merge on id, so re-running the same search adds nothing. Assets whose
-    header fails to parse keep a null header, are listed in the run's artifact and
-    logs, and are picked up by a later ``enrich_collection`` run.
+    The steps are ``build_from_stac``'s, with its options (``bbox``, ``datetime``,
+    ``intersects`` as GeoJSON, ``query``, ``bands``, ``max_items``,
+    ``href_rewrites``), run as tasks: search and normalise; select the records that
+    are new or changed against the collection's stored digests (records it holds
+    as they are are skipped before any header is read); parse their headers in
+    partitions of ``partition_size`` scenes, at most ``max_in_flight`` at once;
+    merge on id in one commit. An unchanged archive reads no header and commits
+    nothing.
+
+    Assets whose header fails are appended with their error to the quarantine
+    table (``<uri>_quarantine`` by default) and listed in the run's artifact. With
+    ``partial`` (the default) their records are left out of the commit (listed in
+    its metadata) and the rest committed; a later run tries them again. Without
+    it any failure (a header, or a partition after its retries) fails the run
+    before anything is committed.
     """
     log = get_run_logger()
     started = time.perf_counter()
-    stage = stage_folder(Settings.from_env(), "ingest", flow_run.id or uuid.uuid4())
-    found = search_records(stac_api, collection, stage=stage, bbox=bbox, datetime=datetime, bands=bands,
-                           max_items=max_items)
-    n = found["records"]
-    bounds = [(s, min(s + partition_size, n)) for s in range(0, n, partition_size)]
-    log.info("%d records in %d partition(s) of at most %d", n, len(bounds), partition_size)
-    done = fan_out(parse_scene_headers, [{"records_path": found["path"], "start": s, "stop": e, "stage": stage}
-                                         for s, e in bounds],
-                   [f"partition [{s}, {e})" for s, e in bounds], max_in_flight=max_in_flight)
-    parts = done.results
-    failures = [f for p in parts for f in p["failures"]]
-    committed = commit_collection(
-        [p["path"] for p in parts], uri, operation="ingest",
-        metadata={"source": stac_api, "collection": collection, "bbox": bbox, "datetime": datetime,
-                  "items": n, "headers_parsed": sum(p["parsed"] for p in parts), "header_failures": len(failures)},
-    ) if parts else {"version": None, "inserted": 0, "updated": 0}
-    discard_folder(stage)
-    summary = {
-        "collection": uri,
-        "version": committed["version"],
-        "records": n,
-        "rows inserted": committed["inserted"],
-        "rows updated": committed["updated"],
-        "partitions": len(bounds),
-        "failed partitions": len(done.failures),
-        "headers parsed": sum(p["parsed"] for p in parts),
-        "header failures": len(failures),
-        "requests": sum(p["requests"] for p in parts),
-        "bytes read": sum(p["bytes"] for p in parts),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    run = str(flow_run.id or uuid.uuid4())
+    stage = stage_folder(Settings.from_env(), "ingest", run)
+    try:
+        found = search_records(stac_api, collection, stage=stage, bbox=bbox, datetime=datetime,
+                               intersects=intersects, query=query, bands=bands, max_items=max_items,
+                               href_rewrites=href_rewrites)
+        selected = select_changed_records(found.path, uri, stage=stage)
+        bounds = selected.partitions(partition_size)
+        log.info("%d of %d records new or changed: %d partition(s) of at most %d", selected.selected,
+                 selected.records, len(bounds), partition_size)
+        done = fan_out(parse_scene_headers,
+                       [{"records_path": selected.path, "start": s, "stop": e, "stage": stage} for s, e in bounds],
+                       [f"partition [{s}, {e})" for s, e in bounds], max_in_flight=max_in_flight)
+        parts = done.results
+        failures = tuple(f for p in parts for f in p.failures)
+        quarantine = quarantine_uri or quarantine_uri_for(uri)
+        if failures:
+            quarantine_scenes(list(failures), quarantine, collection_uri=uri, version=selected.base_version, run=run)
+        if not partial and (failures or done.failures):
+            raise CollectionError(
+                f"{uri}: {len(failures)} header(s) and {len(done.failures)} partition(s) failed; nothing committed "
+                f"(failed headers are in {quarantine}); pass partial=True to commit the rest"
+            )
+        parsed = sum(p.parsed for p in parts)
+        committed = commit_collection(
+            [p.path for p in parts], uri, changes_path=selected.changes_path, operation="ingest", parsed=parsed,
+            left_out=list(failures),
+            metadata={**found.metadata, "partitions": len(bounds), "failed_partitions": len(done.failures),
+                      "flow_run": run},
+        ) if parts else None
+    finally:
+        discard_folder(stage)
+    summary = IngestSummary(
+        collection=uri,
+        version=committed.version if committed else selected.base_version,
+        committed=bool(committed and committed.committed),
+        records=selected.records,
+        unchanged=selected.records - selected.selected,
+        changed=selected.selected,
+        inserted=committed.inserted if committed else 0,
+        updated=committed.updated if committed else 0,
+        partitions=len(bounds),
+        failed_partitions=len(done.failures),
+        headers_parsed=parsed,
+        header_failures=len(failures),
+        records_skipped=len({f.record_id for f in failures}),
+        quarantine=quarantine if failures else None,
+        requests=sum(p.requests for p in parts),
+        bytes_read=sum(p.bytes_read for p in parts),
+        seconds=round(time.perf_counter() - started, 2),
+        failures=failures,
+        partition_failures=tuple(done.failures),
+    )
     for failure in failures:
-        log.warning("header not parsed: %s/%s %s: %s", failure["record_id"], failure["band"], failure["href"],
-                    failure["error"])
-    publish_summary("ingest-collection", f"Ingestion into {uri}", summary, [*done.failures, *failures])
-    return {**summary, "failures": failures, "partition failures": done.failures}
+        log.warning("header not parsed, record left out: %s/%s %s: %s", failure.record_id, failure.band,
+                    failure.href, failure.error)
+    publish_summary("ingest-collection", f"Ingestion into {uri}", summary.report(),
+                    [*done.failures, *(dataclasses.asdict(f) for f in failures)])
+    return summary

@@ -7,10 +7,16 @@ settings at its own edge (so no secret travels as a task parameter).
 
 from ._common import discard_folder, stage_folder
 from .collection import (
+    ParsedPartition,
+    Quarantined,
+    SelectedRecords,
+    StagedRecords,
     commit_collection,
     parse_scene_headers,
     quarantine_scenes,
+    quarantine_uri_for,
     search_records,
+    select_changed_records,
     select_unenriched,
 )
 from .batches import (
@@ -40,12 +46,18 @@ __all__ = [
     "batch_options",
     "read_batch",
     "split_input",
+    "ParsedPartition",
+    "Quarantined",
+    "SelectedRecords",
+    "StagedRecords",
     "commit_collection",
     "commit_output",
     "discard_folder",
     "parse_scene_headers",
     "quarantine_scenes",
+    "quarantine_uri_for",
     "search_records",
+    "select_changed_records",
     "select_unenriched",
     "stage_folder",
 ]

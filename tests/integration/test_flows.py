@@ -29,9 +29,9 @@ def ingested(prefect_api, staging_dir, stac_api, s3):
 
 def test_ingestion_builds_a_collection_on_s3(ingested, s3_items):
     uri, result = ingested
-    assert result["records"] == len(s3_items) == 6
-    assert result["partitions"] == 3
-    assert result["header failures"] == 0 and result["headers parsed"] == 12
+    assert result.records == result.changed == result.inserted == len(s3_items) == 6
+    assert result.partitions == 3 and result.committed
+    assert result.header_failures == 0 and result.headers_parsed == 12
     col = rc.load(uri)
     assert len(col) == 6 and col.bands == ["red", "nir"]
     rows = col.to_arrow().to_pylist()
@@ -46,7 +46,8 @@ def test_reingesting_the_same_search_adds_nothing(ingested, stac_api):
     uri, first = ingested
     again = ingest_collection(stac_api, "sentinel-2-l2a", uri, bbox=[10.0, 44.0, 14.0, 47.0],
                               datetime="2024-01-01/2024-12-31", bands={"red": "red", "nir": "nir"})
-    assert again["rows inserted"] == 0 and again["rows updated"] == 6
+    assert again.unchanged == 6 and again.changed == again.partitions == again.headers_parsed == 0
+    assert not again.committed and again.version == first.version == rc.load(uri).version
     assert len(rc.load(uri)) == 6
 
 

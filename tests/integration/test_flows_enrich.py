@@ -80,17 +80,17 @@ def _task_runs(flow_run_id) -> list:
 
 def test_enrichment_fans_out_over_partitions(faulty):
     result = faulty["result"]
-    assert result["records lacking headers"] == 7 and result["partitions"] == 4
+    assert result.records_lacking_headers == 7 and result.partitions == 4
     parses = [t for t in _task_runs(faulty["flow_run"]) if t.name.startswith("parse-scene-headers")]
     assert len(parses) == 4 and all(t.state.is_completed() for t in parses)
-    assert result["headers parsed"] == 12 and result["rows updated"] == 7
+    assert result.headers_parsed == 12 and result.rows_updated == 7
     col = rc.load(faulty["uri"])
     assert col.version == faulty["pinned"] + 1 and len(_enrich_commits(faulty["uri"])) == 1  # one commit
 
 
 def test_a_partition_failing_once_succeeds_on_retry(faulty):
     assert faulty["injected"] == 3
-    assert faulty["result"]["partitions retried"] == 1
+    assert faulty["result"].partitions_retried == 1
     parses = [t for t in _task_runs(faulty["flow_run"]) if t.name.startswith("parse-scene-headers")]
     assert sorted(t.run_count for t in parses) == [1, 1, 1, 2]
     row = next(r for r in rc.load(faulty["uri"]).to_arrow().to_pylist() if r["id"] == faulty["target"])
@@ -99,13 +99,13 @@ def test_a_partition_failing_once_succeeds_on_retry(faulty):
 
 def test_a_poisoned_scene_is_quarantined_while_the_rest_commit(faulty, s3):
     result = faulty["result"]
-    assert result["quarantined scenes"] == 1 and result["failed partitions"] == 0
-    assert {(f["record_id"], f["band"]) for f in result["failures"]} == {(POISONED, "red"), (POISONED, "nir")}
+    assert result.quarantined_scenes == 1 and result.failed_partitions == 0
+    assert {(f.record_id, f.band) for f in result.failures} == {(POISONED, "red"), (POISONED, "nir")}
     rows = {r["id"]: r for r in rc.load(faulty["uri"]).to_arrow().to_pylist()}
     assert len(rows) == 7
     assert all(rows[POISONED]["assets"][b]["header"] is None for b in BANDS)
     assert all(r["assets"][b]["header"] is not None for i, r in rows.items() if i != POISONED for b in BANDS)
-    quarantine = DeltaTable(result["quarantine"], storage_options=rc.Settings.from_env().delta_storage_options())
+    quarantine = DeltaTable(result.quarantine, storage_options=rc.Settings.from_env().delta_storage_options())
     table = quarantine.to_pyarrow_table().to_pylist()
     assert {(q["record_id"], q["band"]) for q in table} == {(POISONED, "red"), (POISONED, "nir")}
     assert all(q["href"].startswith("s3://rasteret-sample/poison/") and q["error"] and not q["retryable"]
@@ -154,8 +154,8 @@ def test_a_rerun_after_a_kill_resumes_and_adds_no_duplicates(prefect_api, stagin
     assert rc.load(uri).version == pinned  # the killed run committed nothing
 
     result = enrich_collection(uri, partition_size=1, max_in_flight=3)
-    assert result["partitions"] == 6 and result["partitions resumed"] == staged
-    assert result["headers parsed"] == 12 and result["rows updated"] == 6 and not result["failures"]
+    assert result.partitions == 6 and result.partitions_resumed == staged
+    assert result.headers_parsed == 12 and result.rows_updated == 6 and not result.failures
     col = rc.load(uri)
     ids = col.to_arrow()["id"].to_pylist()
     assert len(ids) == len(set(ids)) == 6
@@ -173,7 +173,7 @@ def test_cli_enrich_runs_the_flow_and_reports_the_quarantine(faulty):
     assert done.exit_code == 1, done.output  # the poisoned scene is tried again, and quarantined again
     assert "enriched" in done.output and "quarantined" in done.output and "rasteret enrich" in done.output
     options = rc.Settings.from_env().delta_storage_options()
-    quarantine = DeltaTable(faulty["result"]["quarantine"], storage_options=options)
+    quarantine = DeltaTable(faulty["result"].quarantine, storage_options=options)
     rows = quarantine.to_pyarrow_table().to_pylist()
     assert len(rows) == 4 and {r["record_id"] for r in rows} == {POISONED}  # two runs, two assets each
     assert len({r["flow_run"] for r in rows}) == 2

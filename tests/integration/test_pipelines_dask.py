@@ -70,8 +70,8 @@ def test_enrichment_on_two_dask_workers_equals_the_default_runner(dask_address, 
     default = enrich_collection("s3://rasteret-tables/dask-enrich-default", partition_size=1)
     on_dask, workers = _run_on(dask_address, enrich_collection, "s3://rasteret-tables/dask-enrich", partition_size=1)
     assert len(workers) == 2
-    assert on_dask["partitions"] == default["partitions"] == 6
-    assert on_dask["headers parsed"] == default["headers parsed"] == 12
+    assert on_dask.partitions == default.partitions == 6
+    assert on_dask.headers_parsed == default.headers_parsed == 12
     a = rc.load("s3://rasteret-tables/dask-enrich-default").to_arrow().sort_by("id")
     b = rc.load("s3://rasteret-tables/dask-enrich").to_arrow().sort_by("id")
     assert a.drop_columns(["assets"]).equals(b.drop_columns(["assets"]))
