@@ -28,8 +28,8 @@ from rasteret_core import (
     read_geometry_table,
     read_row_range,
     split_table,
+    write_table,
 )
-from rasteret_core._delta import write_table
 
 from ._common import COMMIT_TAGS, IO_TAGS, RETRY_OPTIONS, read_staged, retry_if_retryable, stage_table, widen_unsigned
 

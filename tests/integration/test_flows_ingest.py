@@ -121,3 +121,27 @@ def test_the_flow_takes_build_from_stacs_options_and_builds_the_same(prefect_api
     again = ingest_collection(stac_api, "sentinel-2-l2a", flow_uri, intersects=shapely.geometry.mapping(poly),
                               **options)
     assert not again.committed and again.requests == 0 and again.version == flowed.version
+
+
+def test_the_cli_passes_the_same_options_to_the_flow(prefect_api, staging_dir, stac_api, s3, sample_archive,
+                                                      tmp_path):
+    from typer.testing import CliRunner
+
+    from rasteret_flows.cli import app
+
+    poly = shapely.Polygon([(12.10, 45.70), (12.14, 45.70), (12.14, 45.74)])
+    geojson = tmp_path / "aoi.geojson"
+    geojson.write_text(json.dumps(shapely.geometry.mapping(poly)))
+    uri = str(tmp_path / "cli-collection")
+    args = ["ingest", "--stac-api", stac_api, "--collection", "sentinel-2-l2a", "--uri", uri,
+            "--intersects", str(geojson), "--query", '{"eo:cloud_cover": {"lt": 53}}', "--bands", "B04=red,B08=nir",
+            "--href-rewrite", f"s3://rasteret-sample/={sample_archive.root}/"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    col = rc.load(uri)
+    assert len(col) == 2 and col.bands == ["B04", "B08"] and col.version == 1
+    assert all(a["href"].startswith(str(sample_archive.root)) for r in col.to_arrow().to_pylist()
+               for a in r["assets"].values())
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert rc.load(uri).version == 1 and "unchanged" in again.output

@@ -98,3 +98,20 @@ def test_an_export_on_s3_reloads_into_a_new_versioned_collection(s3_collection, 
     with pytest.raises(rc.CollectionError, match="no versions"):
         rc.load(path, version=1)
     assert rc.build_from_table(pa.table(s3_collection.to_arrow()), uri="s3://rasteret-tables/reimported").version == 1
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_cli_export_writes_what_collection_export_writes(s3_collection, tmp_path, where):
+    from typer.testing import CliRunner
+
+    from rasteret_flows.cli import app
+
+    path = str(tmp_path / "cli.parquet") if where == "local" else "s3://rasteret-tables/exports/cli.parquet"
+    done = CliRunner().invoke(app, ["export", s3_collection.uri, path])
+    assert done.exit_code == 0, done.output
+    assert "wrote 6 records" in done.output
+    filesystem, key = s3_collection.settings.arrow_filesystem(path)
+    schema = pq.read_schema(key, filesystem=filesystem)
+    assert not {"rasteret:record_hash", "rasteret_month"} & set(schema.names)  # no internal column leaks
+    assert json.loads(schema.metadata[b"geo"])["primary_column"] == "geometry"
+    _same_records(rc.load(path), s3_collection)
