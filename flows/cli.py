@@ -23,6 +23,15 @@ console = Console() if sys.stdout.isatty() else Console(width=160)  # logs and C
 
 _RUNNER_HELP = "Task runner: threads (default), dask (local worker processes) or a Dask scheduler tcp://HOST:PORT"
 
+# Options the batched-read commands (extract, sample) share.
+_CollectionUri = Annotated[str, typer.Argument(help="Collection URI")]
+_BandList = Annotated[str, typer.Option(help="B1,B2,...")]
+_OutputTable = Annotated[str, typer.Option(help="Output Delta table: local path or s3://")]
+_GeometryColumn = Annotated[str, typer.Option(help="The geometry column (AOIs or points)")]
+_GeometryCrs = Annotated[Optional[str], typer.Option(help="CRS of the geometries (or x/y) if the file does not say")]
+_ReadVersion = Annotated[Optional[int], typer.Option(help="Collection version to read")]
+_Runner = Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)]
+
 
 def _bbox(value: str | None) -> list[float] | None:
     if value is None:
@@ -204,20 +213,20 @@ def history(uri: Annotated[str, typer.Argument(help="Collection URI")]) -> None:
 
 @app.command()
 def extract(
-    uri: Annotated[str, typer.Argument(help="Collection URI")],
+    uri: _CollectionUri,
     aois: Annotated[str, typer.Option(help="GeoParquet/Parquet file of AOIs: local path or s3://")],
-    bands: Annotated[str, typer.Option(help="B1,B2,...")],
-    out: Annotated[str, typer.Option(help="Output Delta table: local path or s3://")],
+    bands: _BandList,
+    out: _OutputTable,
     stats: Annotated[Optional[str], typer.Option(
         help="Statistics instead of pixels, one row per AOI x record x band: any of count,mean,min,max,std,median "
              "(over valid pixels; std with ddof=0)")] = None,
     all_touched: Annotated[bool, typer.Option(help="Every pixel an AOI touches, not only centres inside")] = False,
     overview: Annotated[Optional[int], typer.Option(help="Read this overview (0 = the finest reduced level)")] = None,
-    geometry_column: Annotated[str, typer.Option(help="The AOI geometry column")] = "geometry",
+    geometry_column: _GeometryColumn = "geometry",
     batch_size: Annotated[int, typer.Option(help="AOIs per task")] = 64,
-    geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the AOIs if the file does not say")] = None,
-    version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
-    runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
+    geometry_crs: _GeometryCrs = None,
+    version: _ReadVersion = None,
+    runner: _Runner = None,
 ) -> None:
     """Run the extraction flow: read bands (or their statistics) for every AOI into an output Delta table."""
     names = None if stats is None else [s.strip() for s in stats.split(",") if s.strip()]
@@ -228,21 +237,21 @@ def extract(
 
 @app.command()
 def sample(
-    uri: Annotated[str, typer.Argument(help="Collection URI")],
+    uri: _CollectionUri,
     points: Annotated[str, typer.Option(help="GeoParquet/Parquet file of points: local path or s3://")],
-    bands: Annotated[str, typer.Option(help="B1,B2,...")],
-    out: Annotated[str, typer.Option(help="Output Delta table: local path or s3://")],
+    bands: _BandList,
+    out: _OutputTable,
     match: Annotated[str, typer.Option(
         help="all records covering a point; only the first or latest; or nearest-date (to --date-column)")] = "all",
     date_column: Annotated[Optional[str], typer.Option(help="Each point's date, for --match nearest-date")] = None,
     x_column: Annotated[Optional[str], typer.Option(help="Coordinate columns instead of a geometry column: x")] = None,
     y_column: Annotated[Optional[str], typer.Option(help="... and y (CRS: --geometry-crs, else lon/lat)")] = None,
-    geometry_column: Annotated[str, typer.Option(help="The point geometry column")] = "geometry",
+    geometry_column: _GeometryColumn = "geometry",
     masked: Annotated[bool, typer.Option(help="Invalid pixels (nodata, masks, alpha) as null values")] = False,
     batch_size: Annotated[int, typer.Option(help="Points per task")] = 1024,
-    geometry_crs: Annotated[Optional[str], typer.Option(help="CRS of the points if the file does not say")] = None,
-    version: Annotated[Optional[int], typer.Option(help="Collection version to read")] = None,
-    runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
+    geometry_crs: _GeometryCrs = None,
+    version: _ReadVersion = None,
+    runner: _Runner = None,
 ) -> None:
     """Run the point-sampling flow: the band values at every point into an output Delta table."""
     _run_batches("points", {"match": match, "date_column": date_column, "x_column": x_column, "y_column": y_column,

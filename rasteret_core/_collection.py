@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import shapely
-from pyarrow import fs
 from pyproj import CRS
 
 from . import _delta
@@ -532,7 +531,7 @@ class Collection:
         table = without_internal(table)
         meta = {**(table.schema.metadata or {}), b"geo": json.dumps(geo_metadata(table)).encode()}
         target = str(path)
-        filesystem, where = _filesystem(target, self.settings)
+        filesystem, where = self.settings.arrow_filesystem(target)
         try:
             pq.write_table(table.replace_schema_metadata(meta), where, filesystem=filesystem, compression="zstd",
                            row_group_size=_delta.ROW_GROUP_ROWS * 8)
@@ -580,21 +579,6 @@ def _all_of(conditions: Sequence[pc.Expression]) -> pc.Expression | None:
     for condition in conditions:
         out = condition if out is None else out & condition
     return out
-
-
-def _filesystem(target: str, settings: Settings) -> tuple[Any, str]:
-    """A pyarrow filesystem and path for a local path or an ``s3://`` URI (credentials from settings)."""
-    if not target.startswith("s3://"):
-        return None, target
-    endpoint = settings.aws_endpoint_url
-    s3 = fs.S3FileSystem(
-        access_key=settings.aws_access_key_id, secret_key=settings.aws_secret_access_key,
-        session_token=settings.aws_session_token, region=settings.aws_region or "us-east-1",
-        endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
-        scheme=endpoint.split("://", 1)[0] if endpoint else "https",
-        anonymous=settings.aws_no_sign_request,
-    )
-    return s3, target.removeprefix("s3://")
 
 
 def _headers(table: pa.Table) -> list[pa.ChunkedArray]:

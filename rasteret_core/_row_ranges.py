@@ -151,7 +151,8 @@ def read_row_range(rows: RowRange, *, settings: Settings, filesystem: Any | None
     table = _open(rows.path, settings, filesystem).read_row_groups(list(rows.row_groups))
     if table.num_rows != rows.stop - rows.start:
         raise SourceError(f"{rows.path} changed since it was split: row groups {list(rows.row_groups)} hold "
-                          f"{table.num_rows} rows, not the {rows.stop - rows.start} of rows [{rows.start}, {rows.stop})")
+                          f"{table.num_rows} rows, not the {rows.stop - rows.start} of rows "
+                          f"[{rows.start}, {rows.stop})")
     return table
 
 
