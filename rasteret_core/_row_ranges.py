@@ -4,8 +4,9 @@ A pipeline that splits an AOI or point table into batches reads each batch's row
 only: a range is a run of whole row groups, so reading it fetches those row
 groups' column chunks and the footer, nothing else. When the source's row groups
 are larger than a batch (pyarrow writes up to 1,048,576 rows per group, so most
-files are one group), the source is streamed once into a copy whose row groups
-hold one batch each, and the ranges point at the copy.
+files are one group), or its footer is large (many row groups: every batch would
+read it whole), the source is streamed once into one small file per batch, and
+the ranges point at those.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, SourceError
 from .settings import Settings
 
-__all__ = ["RowRange", "TableSplit", "plan_row_ranges", "read_row_range", "split_table"]
+__all__ = ["FOOTER_READ", "RowRange", "TableSplit", "plan_row_ranges", "read_row_range", "split_table"]
+
+FOOTER_READ = 64 * 1024
+"""Bytes a Parquet reader (Arrow's) reads first from the end of a file, to find the footer."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,7 +35,7 @@ class RowRange:
     """Rows ``[start, stop)`` of a table, held whole by the row groups ``row_groups`` of the Parquet file ``path``.
 
     Attributes:
-        path: The file that holds the rows: the source, or its copy (local path or ``s3://`` URI).
+        path: The file that holds the rows: the source, or the batch's own file (local path or ``s3://`` URI).
         start: The first row (0-based, in the source's order).
         stop: One past the last row.
         row_groups: The row groups of ``path`` holding exactly these rows, in order.
@@ -58,8 +63,8 @@ class TableSplit:
         rows: Its rows.
         schema: Its Arrow schema, metadata (GeoParquet ``geo``) included.
         ranges: The row ranges, in order; together they hold every row once.
-        copy: The copy the ranges read (row groups of one batch each), or None when they read ``source``.
-        copied_bytes: The compressed bytes of ``source`` read to write ``copy`` (0 without a copy).
+        copy: The folder of the per-batch files the ranges read, or None when they read ``source``.
+        copied_bytes: The compressed bytes of ``source`` read to write them (0 without a copy).
     """
 
     source: str
@@ -105,15 +110,17 @@ def split_table(source: str | os.PathLike[str], *, batch_size: int, folder: str,
                 filesystem: Any | None = None) -> TableSplit:
     """Split the Parquet table at ``source`` into row ranges of at most ``batch_size`` rows.
 
-    Reads the footer; when a row group of ``source`` holds more than ``batch_size``
-    rows, streams ``source`` once (one batch in memory at a time) into a copy in
-    ``folder`` with one batch per row group. Either way, reading every range once
-    reads each byte of the table's data once.
+    Reads the footer. The ranges read ``source`` in place when its row groups are no
+    larger than a batch and its footer no larger than the first read of any Parquet
+    reader (:data:`FOOTER_READ`), so that a range costs its own row groups and that one
+    read. Otherwise ``source`` is streamed once (one batch in memory at a time) into one
+    small Parquet file per batch in ``folder``. Either way, reading every range once
+    reads each byte of the table's data about once, whatever the number of batches.
 
     Args:
         source: A local path or an ``s3://`` URI (credentials from ``settings``).
         batch_size: Rows per range, at most.
-        folder: Where a copy goes (a folder every reader of the ranges can reach).
+        folder: Where the per-batch files go (a folder every reader of the ranges can reach).
         settings: S3 access.
         filesystem: A ``pyarrow.fs.FileSystem`` to read ``source`` with instead (then
             ``source`` is a path on it).
@@ -124,22 +131,24 @@ def split_table(source: str | os.PathLike[str], *, batch_size: int, folder: str,
     _check_batch_size(batch_size)
     source = str(source)
     parquet = _open(source, settings, filesystem)
-    ranges = plan_row_ranges(parquet.metadata, source, batch_size=batch_size)
-    if ranges is not None:
-        return TableSplit(source=source, rows=parquet.metadata.num_rows, schema=parquet.schema_arrow, ranges=ranges)
-    os.makedirs(folder, exist_ok=True)
-    copy = os.path.join(folder, f"input-{uuid.uuid4().hex[:12]}.parquet")
-    tmp = f"{copy}.tmp"
-    with pq.ParquetWriter(tmp, parquet.schema_arrow) as writer:
-        for chunk in _rechunk(parquet.iter_batches(batch_size=batch_size), batch_size):
-            writer.write_table(chunk, row_group_size=batch_size)
-    os.replace(tmp, copy)
-    copied = pq.ParquetFile(copy)
-    ranges = plan_row_ranges(copied.metadata, copy, batch_size=batch_size)
-    assert ranges is not None  # every row group of the copy holds one batch
-    return TableSplit(source=source, rows=parquet.metadata.num_rows, schema=parquet.schema_arrow, ranges=ranges,
-                      copy=copy, copied_bytes=sum(_group_bytes(parquet.metadata.row_group(i))
-                                                  for i in range(parquet.metadata.num_row_groups)))
+    metadata, schema = parquet.metadata, parquet.schema_arrow
+    ranges = plan_row_ranges(metadata, source, batch_size=batch_size)
+    if ranges is not None and metadata.serialized_size <= FOOTER_READ:
+        return TableSplit(source=source, rows=metadata.num_rows, schema=schema, ranges=ranges)
+    copy = os.path.join(folder, f"input-{uuid.uuid4().hex[:12]}")
+    os.makedirs(copy, exist_ok=True)
+    copied: list[RowRange] = []
+    start = 0
+    for chunk in _rechunk(parquet.iter_batches(batch_size=batch_size), batch_size):
+        path = os.path.join(copy, f"rows-{start:012d}.parquet")
+        written: list[pq.FileMetaData] = []
+        pq.write_table(chunk.replace_schema_metadata(schema.metadata), f"{path}.tmp", metadata_collector=written)
+        os.replace(f"{path}.tmp", path)
+        copied.append(RowRange(path=path, start=start, stop=start + chunk.num_rows, row_groups=(0,),
+                               nbytes=sum(_group_bytes(m.row_group(0)) for m in written)))
+        start += chunk.num_rows
+    return TableSplit(source=source, rows=metadata.num_rows, schema=schema, ranges=tuple(copied), copy=copy,
+                      copied_bytes=sum(_group_bytes(metadata.row_group(i)) for i in range(metadata.num_row_groups)))
 
 
 def read_row_range(rows: RowRange, *, settings: Settings, filesystem: Any | None = None) -> pa.Table:
@@ -162,11 +171,16 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def _open(uri: str, settings: Settings, filesystem: Any | None) -> pq.ParquetFile:
+    """The Parquet file at ``uri``; one no larger than :data:`FOOTER_READ` is read whole, once."""
     path = uri
     if filesystem is None:
         filesystem, path = settings.arrow_filesystem(uri)
     try:
-        return pq.ParquetFile(path, filesystem=filesystem)
+        source = (filesystem or pafs.LocalFileSystem()).open_input_file(path)
+        if source.size() <= FOOTER_READ:  # Arrow would read it all to find the footer, then its chunks again
+            with source:
+                source = pa.BufferReader(source.readall())
+        return pq.ParquetFile(source)
     except FileNotFoundError as exc:
         raise SourceError(f"no table at {uri}") from exc
     except pa.ArrowInvalid as exc:

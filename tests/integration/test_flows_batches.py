@@ -58,8 +58,8 @@ def test_aoi_batches_read_the_input_about_once(prefect_api, staging_dir, s3_coll
                           stats=["count", "mean"])
     assert result.batches == 25 and result.failed_batches == 0 and result.inputs == 200
     source = _data_bytes(path)
-    # the source once (into the copy) and the copy once (every batch its own row group of 8 rows, which compress
-    # less well than one group of 200): a few times the source's bytes, where reading it whole per batch took 25
+    # the source once (into one small file per batch) and each small file once (8 rows compress less well than
+    # 200): a few times the source's bytes, where reading it whole in every batch took 25 times
     assert source < result.input_bytes < 4 * source < result.batches * source
     want, _ = s3_collection.get_table(aois, ["red"], stats=["count", "mean"])
     out = _delta("s3://rasteret-tables/batches-aois", s3_collection)
@@ -98,7 +98,8 @@ def test_a_bad_input_fails_once_before_any_batch(prefect_api, staging_dir, s3_co
     with pytest.raises(rc.SchemaError, match=r"no column\(s\) \['when'\]"):
         sample_points(s3_collection.uri, str(path), ["red"], "s3://rasteret-tables/never", geometry_column="geom",
                       match="nearest-date", date_column="when")
-    with pytest.raises(rc.SourceError, match="no table"):
-        sample_points(s3_collection.uri, str(tmp_path / "missing.parquet"), ["red"], "s3://rasteret-tables/never")
+    for missing in (str(tmp_path / "missing.parquet"), "s3://rasteret-tables/inputs/missing.parquet"):
+        with pytest.raises(rc.SourceError, match="no table"):
+            sample_points(s3_collection.uri, missing, ["red"], "s3://rasteret-tables/never")
     with pytest.raises(rc.StatisticError):
         extract_aois(s3_collection.uri, str(path), ["red"], "s3://rasteret-tables/never", stats=["p90"])
