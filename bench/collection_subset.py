@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         size = sum(p.stat().st_size for p in Path(uri).rglob("*.parquet"))
         files = sum(1 for _ in Path(uri).rglob("*.parquet"))
         print(f"table: {uri}: {files} files, {size / 2**20:.0f} MiB "
-              f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)")
+              f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")
         child = subprocess.run([sys.executable, "-m", "bench.collection_subset", "--measure", uri],
                                capture_output=True, text=True, check=True)
         rows = json.loads(child.stdout.strip().splitlines()[-1])

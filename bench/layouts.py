@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +58,7 @@ def _write_appends(uri: str, n: int) -> None:
 def _write_sorted(uri: str, n: int, *, key: str, target: int, row_group: int | None = ROW_GROUP_ROWS,
                   compression: str = "SNAPPY") -> None:
     table = pa.concat_tables(synthetic_batches(n))
-    if key == "datetime":
-        table = table.take(pc.sort_indices(table["datetime"]))
-    else:
-        table = table.take(cluster_order(table))
+    table = table.take(pc.sort_indices(table["datetime"])) if key == "datetime" else table.take(cluster_order(table))
     write_deltalake(uri, table, configuration=COLLECTION_CONFIGURATION, target_file_size=target,
                     writer_properties=WriterProperties(compression=compression, max_row_group_size=row_group))
 
@@ -100,7 +97,7 @@ def _queries() -> dict[str, dict]:
     rng = np.random.default_rng(0)  # the synthetic footprints' first draws (see synthetic.py)
     lon0, lat0 = rng.uniform(-179.0, 178.0, 1000), rng.uniform(-56.0, 70.0, 1000)
     x, y = lon0[7], lat0[7]
-    march = (datetime(2024, 3, 1, tzinfo=timezone.utc), datetime(2024, 3, 31, 23, 59, 59, tzinfo=timezone.utc))
+    march = (datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 31, 23, 59, 59, tzinfo=UTC))
     return {
         "small bbox + month": {"bbox": (x + 0.2, y + 0.2, x + 0.8, y + 0.8), "start": march[0], "end": march[1]},
         "10-degree bbox + month": {"bbox": (x - 5, y - 5, x + 5, y + 5), "start": march[0], "end": march[1]},
@@ -112,7 +109,7 @@ def _queries() -> dict[str, dict]:
 def measure(uri: str) -> dict:
     """Open the table and run the queries; return timings, files read and rows."""
     settings = Settings.from_env()
-    files = [p for p in Path(uri).rglob("*.parquet")]
+    files = list(Path(uri).rglob("*.parquet"))
     out: dict = {"files": len(files), "MiB": round(sum(p.stat().st_size for p in files) / MiB)}
     opens = []
     for _ in range(3):

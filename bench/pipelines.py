@@ -35,7 +35,8 @@ BANDS = {"red": "red", "nir": "nir"}
 
 def _overhead_flow() -> Any:
     """A flow that submits ``n`` no-op tasks through the flows' own fan-out (Prefect imported here, after
-    ``main`` has set Prefect's environment)."""
+    ``main`` has set Prefect's environment).
+    """
     from prefect import flow, task
 
     from rasteret_flows._fanout import fan_out
@@ -79,18 +80,18 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     import rasteret_core as rc
-    from rasteret_flows import enrich_collection, with_runner
     from infra.local.cli import start_sample_services
     from infra.local.prefect_server import prefect_server
-    from rasteret_demo.process import Background
     from rasteret_core._delta import merge_table
+    from rasteret_demo.process import Background
+    from rasteret_flows import enrich_collection, with_runner
 
     results: dict[str, Any] = {"copies": copies, "partition_size": partition_size, "runner": runner or "threads"}
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rasteret-bench-pipelines-")))
         server = Background(lambda: prefect_server(root / "prefect"))
         stack.callback(server.stop)
-        services = start_sample_services(stack, root, echo=lambda line: None)
+        services = start_sample_services(stack, root, echo=lambda _line: None)
         saved = dict(os.environ)
         stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
         os.environ.update(services.s3.env())

@@ -105,7 +105,7 @@ def _worker(kind: str, size: int, n: int, seed: int, out: str) -> dict:
             rss_ready = _peak_rss_mib()
             t0 = time.perf_counter()
             with rasterio.open(href.replace("s3://", "/vsis3/")) as src:
-                values = np.fromiter((v[0] for v in src.sample(zip(xs, ys), indexes=1)), dtype=np.uint16, count=n)
+                values = np.fromiter((v[0] for v in src.sample(zip(xs, ys, strict=True), indexes=1)), dtype=np.uint16, count=n)
             seconds = time.perf_counter() - t0
         result = {"seconds": seconds, "rows": n}
     else:

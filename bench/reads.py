@@ -82,7 +82,7 @@ def _rasterio_loop(col: rc.Collection, aois: list[shapely.Geometry], s3: object)
                     href = row["assets"][band]["href"].replace("s3://", "/vsis3/")
                     with rasterio.open(href) as src:
                         tr = Transformer.from_crs("OGC:CRS84", src.crs, always_xy=True)
-                        shape = shapely.transform(aoi, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+                        shape = shapely.transform(aoi, lambda xy, tr=tr: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
                         data, _ = rasterio.mask.mask(src, [shape], crop=True, filled=True, nodata=src.nodata)
                         per_band.append(data[0])
                 per_record.append(per_band)
@@ -92,7 +92,8 @@ def _rasterio_loop(col: rc.Collection, aois: list[shapely.Geometry], s3: object)
 
 def _minimum(col: rc.Collection, aois: list[shapely.Geometry]) -> tuple[int, int]:
     """The fewest requests (adjacent tiles merged, no gap) and bytes (each tile touched once)
-    that reading every AOI needs."""
+    that reading every AOI needs.
+    """
     tiles: dict[str, set[tuple[int, int]]] = {}
     for aoi in aois:
         plan, _, _ = plan_stack(col.to_arrow(), aoi, BANDS, settings=col.settings)
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             table, stats = col.get_table(aois, BANDS)
             t_table = time.perf_counter() - t0
 
-            for g, w in zip(got, want):
+            for g, w in zip(got, want, strict=True):
                 np.testing.assert_array_equal(g, w)
             min_requests, min_bytes = _minimum(col, aois)
             chunks = sum(g.shape[0] * g.shape[1] for g in got)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +30,7 @@ BANDS: dict[str, int] = {
 """Band name -> full-resolution width (and height) in pixels."""
 
 TILE = 1024
-START = datetime(2023, 1, 1, tzinfo=timezone.utc)
+START = datetime(2023, 1, 1, tzinfo=UTC)
 DAYS = 730
 
 
@@ -125,7 +125,7 @@ def synthetic_batches(n: int = 100_000, *, tiles: int = 1000, batch: int = 10_00
         t = tile_of[idx]
         xmin, ymin = lon0[t], lat0[t]
         xmax, ymax = xmin + 1.0, ymin + 1.0
-        ids = np.array([f"S2X_T{ti:04d}_{i:07d}" for ti, i in zip(t, idx)])
+        ids = np.array([f"S2X_T{ti:04d}_{i:07d}" for ti, i in zip(t, idx, strict=True)])
         zone = np.floor((xmin + 180) / 6).astype(int) + 1
         epsg = np.where(ymin >= 0, 32600, 32700) + zone
         origin = np.column_stack([np.full(len(idx), 600000.0), np.full(len(idx), 5000040.0)])

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,9 +28,9 @@ _CollectionUri = Annotated[str, typer.Argument(help="Collection URI")]
 _BandList = Annotated[str, typer.Option(help="B1,B2,...")]
 _OutputTable = Annotated[str, typer.Option(help="Output Delta table: local path or s3://")]
 _GeometryColumn = Annotated[str, typer.Option(help="The geometry column (AOIs or points)")]
-_GeometryCrs = Annotated[Optional[str], typer.Option(help="CRS of the geometries (or x/y) if the file does not say")]
-_ReadVersion = Annotated[Optional[int], typer.Option(help="Collection version to read")]
-_Runner = Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)]
+_GeometryCrs = Annotated[str | None, typer.Option(help="CRS of the geometries (or x/y) if the file does not say")]
+_ReadVersion = Annotated[int | None, typer.Option(help="Collection version to read")]
+_Runner = Annotated[str | None, typer.Option(help=_RUNNER_HELP)]
 
 
 def _bbox(value: str | None) -> list[float] | None:
@@ -116,24 +116,24 @@ def ingest(
     stac_api: Annotated[str, typer.Option(help="STAC API root URL")],
     collection: Annotated[str, typer.Option(help="STAC collection id")],
     uri: Annotated[str, typer.Option(help="Collection Delta table: local path or s3://")],
-    bbox: Annotated[Optional[str], typer.Option(help="MINX,MINY,MAXX,MAXY in lon/lat")] = None,
-    datetime: Annotated[Optional[str], typer.Option(help="START/END, ISO 8601")] = None,
-    bands: Annotated[Optional[str], typer.Option(help="name=asset_key,... or asset keys; default every COG asset")] = None,
-    intersects: Annotated[Optional[str], typer.Option(
+    bbox: Annotated[str | None, typer.Option(help="MINX,MINY,MAXX,MAXY in lon/lat")] = None,
+    datetime: Annotated[str | None, typer.Option(help="START/END, ISO 8601")] = None,
+    bands: Annotated[str | None, typer.Option(help="name=asset_key,... or asset keys; default every COG asset")] = None,
+    intersects: Annotated[str | None, typer.Option(
         help="A GeoJSON geometry in lon/lat, or a file holding one: items must intersect it")] = None,
-    query: Annotated[Optional[str], typer.Option(
+    query: Annotated[str | None, typer.Option(
         help='STAC query extension as JSON, e.g. \'{"eo:cloud_cover": {"lt": 20}}\' (applied here when the API lacks it)'
     )] = None,
-    href_rewrite: Annotated[Optional[list[str]], typer.Option(
+    href_rewrite: Annotated[list[str] | None, typer.Option(
         help="PREFIX=REPLACEMENT applied to every asset href (repeatable), e.g. https://host/=s3://bucket/")] = None,
-    max_items: Annotated[Optional[int], typer.Option(help="Stop after this many items")] = None,
+    max_items: Annotated[int | None, typer.Option(help="Stop after this many items")] = None,
     partial: Annotated[bool, typer.Option(
         help="Commit the records whose headers parsed and leave the others out (quarantined); "
              "--no-partial commits nothing when any fails")] = True,
     partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
     max_in_flight: Annotated[int, typer.Option(help="Partitions parsed at once")] = 4,
-    quarantine: Annotated[Optional[str], typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
-    runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
+    quarantine: Annotated[str | None, typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
+    runner: Annotated[str | None, typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
     """Run the ingestion flow: search a STAC API, parse the headers of new and changed records, commit them.
 
@@ -162,8 +162,8 @@ def enrich(
     refresh: Annotated[bool, typer.Option(help="Re-parse every header, not only missing ones")] = False,
     partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
     max_in_flight: Annotated[int, typer.Option(help="Partitions parsed at once")] = 4,
-    quarantine: Annotated[Optional[str], typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
-    runner: Annotated[Optional[str], typer.Option(help=_RUNNER_HELP)] = None,
+    quarantine: Annotated[str | None, typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
+    runner: Annotated[str | None, typer.Option(help=_RUNNER_HELP)] = None,
 ) -> None:
     """Run the enrichment flow: parse the headers records lack, in partitions; commit a new version."""
     from ._runners import with_runner
@@ -181,7 +181,7 @@ def enrich(
 
 @app.command()
 def info(uri: Annotated[str, typer.Argument(help="Collection URI")],
-         version: Annotated[Optional[int], typer.Option(help="Version to describe")] = None) -> None:
+         version: Annotated[int | None, typer.Option(help="Version to describe")] = None) -> None:
     """Summarise a collection version."""
     import pyarrow.compute as pc
 
@@ -217,11 +217,11 @@ def extract(
     aois: Annotated[str, typer.Option(help="GeoParquet/Parquet file of AOIs: local path or s3://")],
     bands: _BandList,
     out: _OutputTable,
-    stats: Annotated[Optional[str], typer.Option(
+    stats: Annotated[str | None, typer.Option(
         help="Statistics instead of pixels, one row per AOI x record x band: any of count,mean,min,max,std,median "
              "(over valid pixels; std with ddof=0)")] = None,
     all_touched: Annotated[bool, typer.Option(help="Every pixel an AOI touches, not only centres inside")] = False,
-    overview: Annotated[Optional[int], typer.Option(help="Read this overview (0 = the finest reduced level)")] = None,
+    overview: Annotated[int | None, typer.Option(help="Read this overview (0 = the finest reduced level)")] = None,
     geometry_column: _GeometryColumn = "geometry",
     batch_size: Annotated[int, typer.Option(help="AOIs per task")] = 64,
     geometry_crs: _GeometryCrs = None,
@@ -243,9 +243,9 @@ def sample(
     out: _OutputTable,
     match: Annotated[str, typer.Option(
         help="all records covering a point; only the first or latest; or nearest-date (to --date-column)")] = "all",
-    date_column: Annotated[Optional[str], typer.Option(help="Each point's date, for --match nearest-date")] = None,
-    x_column: Annotated[Optional[str], typer.Option(help="Coordinate columns instead of a geometry column: x")] = None,
-    y_column: Annotated[Optional[str], typer.Option(help="... and y (CRS: --geometry-crs, else lon/lat)")] = None,
+    date_column: Annotated[str | None, typer.Option(help="Each point's date, for --match nearest-date")] = None,
+    x_column: Annotated[str | None, typer.Option(help="Coordinate columns instead of a geometry column: x")] = None,
+    y_column: Annotated[str | None, typer.Option(help="... and y (CRS: --geometry-crs, else lon/lat)")] = None,
     geometry_column: _GeometryColumn = "geometry",
     masked: Annotated[bool, typer.Option(help="Invalid pixels (nodata, masks, alpha) as null values")] = False,
     batch_size: Annotated[int, typer.Option(help="Points per task")] = 1024,
@@ -263,7 +263,7 @@ def sample(
 @app.command()
 def export(uri: Annotated[str, typer.Argument(help="Collection URI")],
            path: Annotated[str, typer.Argument(help="GeoParquet file to write: local path or s3://")],
-           version: Annotated[Optional[int], typer.Option(help="Version to export")] = None) -> None:
+           version: Annotated[int | None, typer.Option(help="Version to export")] = None) -> None:
     """Export a collection version to GeoParquet (``Collection.export``: stac-geoparquet, no internal columns)."""
     import rasteret_core as rc
 

@@ -1,0 +1,1 @@
+"""Development infrastructure: local services and deployment manifests (not installed)."""

@@ -31,8 +31,8 @@ from ._planner import ReadPlan, plan_read
 from ._points import MATCHES, check_sample_options
 from ._row_ranges import RowRange, TableSplit, read_row_range, split_table
 from ._sources import records_from_table
-from ._stats import STATISTICS, check_stats
 from ._stac import StacRecords, StacSearch, records_from_items, records_from_stac, search, search_items
+from ._stats import STATISTICS, check_stats
 from ._store import ByteStore, IOStats, Stores
 from ._tiff import parse_header
 from .errors import (

@@ -33,14 +33,14 @@ from ._read import (
 )
 from ._schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
 from ._sources import records_from_table
-from ._stats import check_stats
 from ._stac import parse_utc
+from ._stats import check_stats
 from ._store import IOStats
 from ._xarray import Chunks, GroupBy, Mosaic, check_mosaic, read_xarray
 from .errors import CollectionError, SchemaError
 from .settings import Settings
 
-__all__ = ["Collection", "load", "GEO_METADATA"]
+__all__ = ["GEO_METADATA", "Collection", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -378,10 +378,10 @@ class Collection:
                         date_column=date_column, match=match)  # every check before any I/O
         if len(pts):  # the records whose footprints meet the points' bounds (pruned through Delta when loaded)
             pad = 1e-9
-            near = self.subset(bbox=(float(pts.lon.min()) - pad, float(pts.lat.min()) - pad,
+            near = self.subset(bbox=(float(pts.lon.min()) - pad,  # noqa: SLF001 - a Collection's own table float(pts.lat.min()) - pad,
                                      float(pts.lon.max()) + pad, float(pts.lat.max()) + pad))._table
         else:
-            near = self.subset(ids=[])._table
+            near = self.subset(ids=[])._table  # noqa: SLF001 - a Collection's own table
         return sample_table(near, table, pts, band_list, settings=self.settings, match=match, masked=masked)
 
     def get_gdf(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
@@ -389,7 +389,8 @@ class Collection:
                 resolution: float | None = None, masked: bool = False, stats: Sequence[str] | None = None) -> Any:
         """:meth:`get_table` as a GeoDataFrame (needs ``rasteret[geo]``); ``data`` holds 2-D arrays
         (``numpy.ma.MaskedArray`` with ``masked``); with ``stats``, the statistics columns instead
-        (null statistics are NaN or pandas' NA)."""
+        (null statistics are NaN or pandas' NA).
+        """
         try:
             import geopandas as gpd
         except ImportError as exc:
@@ -401,7 +402,7 @@ class Collection:
             df = out.drop_columns([geometry_column]).to_pandas()
             return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
         df = out.drop_columns([geometry_column, "data"]).to_pandas()
-        df["data"] = [_window_array(v, h, w, masked) for v, h, w in zip(out["data"], df["height"], df["width"])]
+        df["data"] = [_window_array(v, h, w, masked) for v, h, w in zip(out["data"], df["height"], df["width"], strict=True)]
         return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
 
     def to_torchgeo_dataset(
@@ -473,7 +474,7 @@ class Collection:
         """The records whose footprints meet any of ``geometries`` (pruned through Delta when loaded)."""
         if isinstance(geometries, list) and not geometries:
             return self._table.slice(0, 0)
-        return self.subset(geometries=geometries, geometry_crs=crs)._table
+        return self.subset(geometries=geometries, geometry_crs=crs)._table  # noqa: SLF001
 
     # ------------------------------------------------------------------ lifecycle
     def enrich(self, *, refresh: bool | Literal["stale"] = False) -> Collection:
@@ -611,7 +612,7 @@ def _without_headers(table: pa.Table, assets: set[tuple[str, str]]) -> pa.Table:
     """``table`` with the headers of the given (record id, band) assets set to null."""
     if not assets:
         return table
-    rows = set(rid for rid, _ in assets)
+    rows = {rid for rid, _ in assets}
     hit = pc.is_in(table["id"], value_set=pa.array(sorted(rows), pa.string()))
     changed = table.filter(hit).to_pylist()
     for row in changed:

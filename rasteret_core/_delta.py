@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -57,8 +57,8 @@ from .settings import Settings
 __all__ = [
     "COLLECTION_CONFIGURATION",
     "ROW_GROUP_ROWS",
-    "Snapshot",
     "TARGET_FILE_SIZE",
+    "Snapshot",
     "cluster_order",
     "merge_table",
     "open_snapshot",
@@ -445,7 +445,6 @@ def open_snapshot(
             storage_options=options,
         )
         del dt
-        return snapshot
     except TableNotFoundError as exc:
         raise CollectionError(f"{uri}: no collection (Delta table) here; build one first") from exc
     except ValueError as exc:
@@ -455,11 +454,13 @@ def open_snapshot(
             f"{uri}: cannot open the Delta table (version={version}, as_of={as_of}): {exc}; "
             "see collection.history() for the versions there are"
         ) from exc
+    else:
+        return snapshot
 
 
 def _version_at(uri: str, dt: DeltaTable, as_of: datetime | str) -> int:
-    when = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
-    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    when = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of))
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
     stamp = when.timestamp() * 1000
     for entry in dt.history():  # newest first
         if entry["timestamp"] <= stamp:
@@ -486,7 +487,7 @@ def stored_hashes(uri: str, *, settings: Settings) -> tuple[int | None, dict[str
     columns = ["id", RECORD_HASH] if RECORD_HASH in snapshot.schema.names else ["id"]
     table = snapshot.read(columns=columns)
     hashes = table[RECORD_HASH].to_pylist() if RECORD_HASH in columns else [None] * table.num_rows
-    return snapshot.version, dict(zip(table["id"].to_pylist(), hashes))
+    return snapshot.version, dict(zip(table["id"].to_pylist(), hashes, strict=True))
 
 
 def table_history(uri: str, *, settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:
@@ -506,7 +507,7 @@ def table_history(uri: str, *, settings: Settings, limit: int | None = None) -> 
         out.append(
             {
                 "version": entry.get("version"),
-                "timestamp": datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc),
+                "timestamp": datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC),
                 "operation": meta.pop("operation", entry.get("operation")),
                 "delta_operation": entry.get("operation"),
                 "metadata": meta,

@@ -30,7 +30,7 @@ from ._tiff import parse_header
 from .errors import FetchError, RasteretError
 from .settings import Settings
 
-__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "with_stores", "read_plan", "read_headers", "reduce_plan"]
+__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "read_headers", "read_plan", "reduce_plan", "with_stores"]
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,14 @@ async def execute_plan(plan: ReadPlan, stores: Stores, *, masked: bool = False) 
         inside = dict(zip(grids, await asyncio.gather(
             *(loop.run_in_executor(pool, rasterize_mask, c.geometry, c.transform, c.window.height, c.window.width,
                                    plan.all_touched) for c in grids.values())
-        )))
+        ), strict=True))
     results: list[np.ndarray] = []
-    for out, ok, chunk in zip(outs, valid, plan.chunks):
+    for out, ok, chunk in zip(outs, valid, plan.chunks, strict=True):
         if chunk.mask is not None and chunk.mask.kind == "nodata":
             nodata = chunk.mask.nodata
-            ok &= ~np.isnan(out) if nodata is not None and math.isnan(nodata) else out != nodata
+            ok &= ~np.isnan(out) if nodata is not None and math.isnan(nodata) else out != nodata  # noqa: PLW2901 (in place)
         if chunk.points is None:  # a point is inside the pixel that holds it
-            ok &= inside[(id(chunk.geometry), chunk.transform, chunk.window.height, chunk.window.width)]
+            ok &= inside[(id(chunk.geometry), chunk.transform, chunk.window.height, chunk.window.width)]  # noqa: PLW2901
         out[~ok] = chunk.fill
         results.append(np.ma.MaskedArray(out, mask=~ok) if masked else out)
     return results
@@ -236,7 +236,7 @@ _runtime_lock = threading.Lock()
 
 
 def _get_runtime() -> _Runtime:
-    global _runtime
+    global _runtime  # noqa: PLW0603 - one runtime per process, rebuilt after a fork
     with _runtime_lock:
         if _runtime is None or _runtime.pid != os.getpid():
             _runtime = _Runtime()
@@ -305,7 +305,7 @@ def reduce_plan(
     batches = split_plan(plan, max_pixels=max_pixels)
 
     def reduce_all(chunks: Sequence[ChunkPlan], arrays: list[np.ndarray]) -> list[T]:
-        return [reduce(chunk, arr) for chunk, arr in zip(chunks, arrays)]  # type: ignore[arg-type]
+        return [reduce(chunk, arr) for chunk, arr in zip(chunks, arrays, strict=True)]  # type: ignore[arg-type]
 
     async def run(stores: Stores) -> list[T]:
         out: list[T] = []

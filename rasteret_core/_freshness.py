@@ -80,7 +80,7 @@ def _asset_facts(table: pa.Table, bands: Sequence[str] | None) -> Iterable[tuple
             pc.struct_field(header, name).to_pylist() for name in ("etag", "size", "last_modified")
         ]
         valid = header.is_valid().to_pylist()
-        for rid, ok, href, etag, size, modified in zip(ids, valid, *columns):
+        for rid, ok, href, etag, size, modified in zip(ids, valid, *columns, strict=True):
             if ok and href:
                 yield rid, band, href, ObjectFacts(etag, size, modified)
 
@@ -93,7 +93,7 @@ def expected_objects(table: pa.Table, bands: Sequence[str] | None = None) -> dic
 async def _current(hrefs: Iterable[str], stores: Stores) -> dict[str, ObjectInfo]:
     unique = list(dict.fromkeys(hrefs))
     infos = await asyncio.gather(*(stores.head(h) for h in unique))
-    return dict(zip(unique, infos))
+    return dict(zip(unique, infos, strict=True))
 
 
 def _message(changed: Sequence[tuple[str, ObjectFacts, ObjectInfo | ObjectFacts]]) -> str:
@@ -139,5 +139,4 @@ async def find_stale(table: pa.Table, stores: Stores, *, bands: Sequence[str] | 
 
 def stale_assets(table: pa.Table, *, settings: Settings, bands: Sequence[str] | None = None) -> list[StaleAsset]:
     """:func:`find_stale` from sync code, on the shared I/O runtime."""
-
     return with_stores(settings, lambda stores: find_stale(table, stores, bands=bands))

@@ -327,7 +327,7 @@ class GeoKeys:
 
 
 def parse_geokeys(
-    directory: Sequence[int], doubles: Sequence[float] = (), ascii: bytes | None = None, *, uri: str | None = None
+    directory: Sequence[int], doubles: Sequence[float] = (), ascii: bytes | None = None, *, uri: str | None = None  # noqa: A002 - the TIFF tag's name
 ) -> GeoKeys:
     """Parse a GeoKeyDirectory with its GeoDoubleParams and GeoAsciiParams values.
 
@@ -1032,7 +1032,7 @@ def _method(method: tuple[str, int | None], params: Mapping[int, float]) -> dict
 
 
 def _conversion_from_keys(ct: int, keys: GeoKeys, degrees_per_unit: float, metres: float) -> dict[str, Any]:
-    """libgeotiff's GTIFFetchProjParms (which keys stand in for which), then GDAL's Set<Projection> calls."""
+    """Libgeotiff's GTIFFetchProjParms (which keys stand in for which), then GDAL's Set<Projection> calls."""
 
     def first(*ids: int, default: float = 0.0) -> float:
         for key in ids:

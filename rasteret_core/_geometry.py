@@ -24,13 +24,13 @@ from .errors import CollectionError, GeometryError, SchemaError
 
 __all__ = [
     "GeometryLike",
-    "to_geometry",
-    "to_crs",
+    "geometry_table_crs",
+    "inverse_affine",
+    "read_geometry_table",
     "reproject",
     "reproject_xy",
-    "inverse_affine",
-    "geometry_table_crs",
-    "read_geometry_table",
+    "to_crs",
+    "to_geometry",
 ]
 
 GeometryLike = Any  # shapely geometry | bytes (WKB) | Mapping (GeoJSON) | bbox tuple | __geo_interface__

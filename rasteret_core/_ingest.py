@@ -164,10 +164,10 @@ def select_changed(table: pa.Table, stored: StoredDigests, *, enrich: bool = Tru
     actual = enriched if enrich else record_hashes(table).to_pylist()
     keep = [
         rid not in known or (known[rid] != full and (enrich or known[rid] != now))
-        for rid, full, now in zip(id_list, enriched, actual)
+        for rid, full, now in zip(id_list, enriched, actual, strict=True)
     ]
     todo = table.filter(pa.array(keep, pa.bool_()))
-    new = frozenset(rid for rid, kept in zip(id_list, keep) if kept and rid not in known)
+    new = frozenset(rid for rid, kept in zip(id_list, keep, strict=True) if kept and rid not in known)
     return ChangeSet(table=todo, changes=Changes(records=table.num_rows, unchanged=table.num_rows - todo.num_rows,
                                                  new_ids=new, base_version=stored.version))
 

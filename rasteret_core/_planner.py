@@ -28,23 +28,23 @@ from ._header import ImageInfo, TiffHeader
 from .errors import PlanningError
 
 __all__ = [
-    "Window",
-    "ChunkRequest",
     "ChunkPlan",
+    "ChunkRequest",
     "MaskPlan",
     "PointSet",
-    "TilePart",
     "RangeRequest",
     "ReadPlan",
-    "plan_window",
-    "plan_read",
+    "TilePart",
+    "Window",
     "coalesce_ranges",
+    "plan_mask",
+    "plan_read",
+    "plan_window",
+    "point_pixels",
     "resolve_overview",
     "select_image",
-    "plan_mask",
-    "split_plan",
-    "point_pixels",
     "select_points",
+    "split_plan",
 ]
 
 
@@ -256,10 +256,13 @@ def plan_mask(header: TiffHeader, image: ImageInfo, ifd: int, sample: int, windo
     everything else, is all valid (None).
     """
     for index, candidate in enumerate(header.images):
-        if candidate.is_mask and (candidate.width, candidate.height) == (image.width, image.height):
-            if (candidate.subfile_type & 1) == (image.subfile_type & 1):
-                check_supported(candidate, uri=header.uri)
-                return MaskPlan(kind="ifd", image=candidate, ifd=index, tiles=_tiles_for(candidate, window, 0))
+        if (
+            candidate.is_mask
+            and (candidate.width, candidate.height) == (image.width, image.height)
+            and (candidate.subfile_type & 1) == (image.subfile_type & 1)
+        ):
+            check_supported(candidate, uri=header.uri)
+            return MaskPlan(kind="ifd", image=candidate, ifd=index, tiles=_tiles_for(candidate, window, 0))
     if header.nodata is not None:
         return MaskPlan(kind="nodata", nodata=header.nodata)
     alpha = image.alpha_sample
@@ -297,7 +300,7 @@ def coalesce_ranges(
         if merged:
             mstart, mend, members = merged[-1]
             if start - mend <= gap and max(end, mend) - mstart <= max_bytes:
-                merged[-1] = (mstart, max(mend, end), members + [idx])
+                merged[-1] = (mstart, max(mend, end), [*members, idx])
                 continue
         merged.append((start, end, [idx]))
     return merged
@@ -448,7 +451,7 @@ def _group_by_tile(
     order = np.argsort(tile, kind="stable")
     found, starts = np.unique(tile[order], return_index=True)
     ends = np.append(starts[1:], len(order))
-    for t, start, end in zip(found.tolist(), starts.tolist(), ends.tolist()):
+    for t, start, end in zip(found.tolist(), starts.tolist(), ends.tolist(), strict=True):
         into[(ifd, t)] = order[start:end]
     return tuple(found.tolist())
 

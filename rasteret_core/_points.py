@@ -50,7 +50,8 @@ _US = pa.timestamp("us", tz="UTC")
 @dataclass(frozen=True, slots=True, eq=False)
 class Points:
     """Points normalised once: ``x``/``y`` in ``crs``, ``lon``/``lat`` in OGC:CRS84 (float64),
-    and ``dates`` (int64 microseconds since the epoch, UTC) when a date column was given."""
+    and ``dates`` (int64 microseconds since the epoch, UTC) when a date column was given.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -265,7 +266,7 @@ def _output(
     """The output rows, ordered by point, then record (datetime, then id), then band."""
     band_pos = {band: i for i, band in enumerate(bands)}
     point, record, band, values, invalid = [], [], [], [], []
-    for chunk, arr in zip(plan.chunks, arrays):
+    for chunk, arr in zip(plan.chunks, arrays, strict=True):
         ri, name = chunk.key  # type: ignore[misc]
         assert chunk.points is not None
         point.append(inside[ri][chunk.points.index])
@@ -378,7 +379,7 @@ def _dates(table: pa.Table, column: str) -> np.ndarray:
         raise SchemaError(f"the point table has no date column {column!r} (columns: {table.schema.names})")
     arr = table[column].combine_chunks()
     if arr.null_count:
-        raise SchemaError(f"row {_first(arr.is_null())} of {column!r} has no date; match=\"nearest-date\" needs one "
+        raise SchemaError(f'row {_first(arr.is_null())} of {column!r} has no date; match="nearest-date" needs one '
                           "per point")
     kind = arr.type
     if pa.types.is_timestamp(kind):
@@ -412,4 +413,4 @@ def _value_dtype(rows: Sequence[dict[str, Any]], bands: Sequence[str]) -> np.dty
 
 
 def _naive(value: datetime | None) -> datetime:
-    return value.replace(tzinfo=None) if value is not None else datetime.min
+    return value.replace(tzinfo=None) if value is not None else datetime.min  # noqa: DTZ901 - naive, as the values

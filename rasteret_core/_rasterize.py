@@ -299,8 +299,8 @@ def _burn_spans(out: np.ndarray, spans: list[tuple[np.ndarray, np.ndarray, np.nd
     spans = [s for s in spans if len(s[0])]
     if not spans:
         return
-    height, width = out.shape
-    rows, a, b = (np.concatenate(c) for c in zip(*spans))
+    _height, width = out.shape
+    rows, a, b = (np.concatenate(c) for c in zip(*spans, strict=True))
     start, stop = rows * width + a, rows * width + b  # half-open, in the flattened window
     order = np.argsort(start)
     start, reach = start[order], np.maximum.accumulate(stop[order])

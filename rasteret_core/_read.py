@@ -36,7 +36,7 @@ from ._warp import Resampling, default_resolution, plan_source_window, plan_targ
 from .errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
 from .settings import Settings
 
-__all__ = ["ReadOptions", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_stack", "read_aoi_table", "stack_grid"]
+__all__ = ["ReadOptions", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_aoi_table", "read_stack", "stack_grid"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,7 +146,7 @@ def footprints_meet(table: pa.Table, shape: shapely.Geometry) -> np.ndarray:
 
 def _record_order(row: Mapping[str, Any]) -> tuple[datetime, str]:
     dt = row["datetime"]
-    return (dt.replace(tzinfo=None) if dt is not None else datetime.min, row["id"])
+    return (dt.replace(tzinfo=None) if dt is not None else datetime.min, row["id"])  # noqa: DTZ901 - naive, as dt
 
 
 def _plan(requests: list[ChunkRequest], options: ReadOptions, settings: Settings) -> ReadPlan:
@@ -260,7 +260,7 @@ def read_stack(
     arrays, stats = read_plan(plan, settings, check=fresh_check(plan, rows), masked=options.masked)
     dtype = np.result_type(*(a.dtype for a in arrays))
     out = _empty((len(rows), len(bands), first.window.height, first.window.width), dtype, options.masked)
-    for chunk, arr in zip(plan.chunks, arrays):
+    for chunk, arr in zip(plan.chunks, arrays, strict=True):
         out[chunk.key] = arr
     return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), first.transform,
                  first.crs or "", first.fill, stats)
@@ -294,7 +294,7 @@ def _warp_stack(plan: ReadPlan, rows: list[dict[str, Any]], bands: Sequence[str]
     out = _empty((len(rows), len(bands), grid.height, grid.width), dtype, True)
     for key in fills:
         out[key] = np.ma.masked  # records whose raster misses the target grid stay invalid
-    for chunk, arr in zip(plan.chunks, arrays):
+    for chunk, arr in zip(plan.chunks, arrays, strict=True):
         out[chunk.key] = reproject_array(
             arr, src_transform=chunk.transform, src_crs=chunk.crs, dst_transform=grid.transform, dst_crs=grid.crs,
             dst_shape=(grid.height, grid.width), resampling=options.resampling,

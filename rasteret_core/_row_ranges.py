@@ -196,11 +196,12 @@ def _rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]
     held: list[pa.RecordBatch] = []
     rows = 0
     for batch in batches:
-        while batch.num_rows:
-            take = batch.slice(0, size - rows)
+        rest = batch
+        while rest.num_rows:
+            take = rest.slice(0, size - rows)
             held.append(take)
             rows += take.num_rows
-            batch = batch.slice(take.num_rows)
+            rest = rest.slice(take.num_rows)
             if rows == size:
                 yield pa.Table.from_batches(held)
                 held, rows = [], 0

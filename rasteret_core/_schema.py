@@ -75,23 +75,23 @@ from ._header import ImageInfo, TiffHeader
 from .errors import SchemaError
 
 __all__ = [
-    "IMAGE_TYPE",
-    "HEADER_TYPE",
     "ASSET_TYPE",
     "BBOX_TYPE",
     "CORE_FIELDS",
     "GEO_METADATA",
+    "HEADER_TYPE",
+    "IMAGE_TYPE",
     "INTERNAL_COLUMNS",
     "MONTH",
     "RECORD_HASH",
     "collection_schema",
     "conform_table",
     "geo_metadata",
+    "header_from_dict",
+    "header_to_dict",
     "missing_columns",
     "record_hashes",
     "without_internal",
-    "header_to_dict",
-    "header_from_dict",
 ]
 
 IMAGE_TYPE = pa.struct(

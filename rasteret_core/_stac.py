@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -278,10 +278,10 @@ def parse_utc(raw: Any, *, what: str = "datetime") -> datetime:
         dt = raw
     else:
         try:
-            dt = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+            dt = datetime.fromisoformat(str(raw))
         except ValueError as exc:
             raise SourceError(f"{what} {raw!r} is not ISO 8601") from exc
-    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _parse_datetime(item: Mapping[str, Any]) -> datetime | None:

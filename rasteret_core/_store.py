@@ -15,14 +15,18 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from .errors import FetchError, ObjectNotFoundError
 from .settings import Settings
 
-__all__ = ["ByteStore", "Stores", "IOStats", "ObjectInfo"]
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["ByteStore", "IOStats", "ObjectInfo", "Stores"]
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +90,9 @@ class _LocalStore:
             st = await asyncio.to_thread(os.stat, path)
         except FileNotFoundError as exc:
             raise ObjectNotFoundError("no such file; check the href or re-build the collection", uri=uri) from exc
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        modified = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc).isoformat()
+        modified = datetime.fromtimestamp(st.st_mtime, tz=UTC).isoformat()
         return ObjectInfo(size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=modified)
 
 
@@ -97,7 +101,7 @@ class _HTTPStore:
         self._settings = settings
         self._session = None
 
-    async def _client(self):
+    async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             import aiohttp
 
@@ -141,7 +145,8 @@ class _HTTPStore:
 @functools.lru_cache(maxsize=8)
 def _aio_session(profile: str | None) -> Any:
     """One aiobotocore session per profile and process: it caches the S3 service model,
-    which costs ~0.3 s to load for every new session."""
+    which costs ~0.3 s to load for every new session.
+    """
     from aiobotocore.session import get_session
 
     session = get_session()
@@ -157,7 +162,7 @@ class _S3Store:
         self._s3 = None
         self._lock = asyncio.Lock()
 
-    async def _client(self):
+    async def _client(self) -> Any:  # aiobotocore's S3 client (untyped)
         async with self._lock:
             if self._s3 is None:
                 from aiobotocore.config import AioConfig
@@ -220,7 +225,8 @@ class _S3Store:
 
 
 def _raise_s3(exc: Exception, uri: str) -> None:
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+    from botocore.exceptions import ClientError, ReadTimeoutError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -286,11 +292,12 @@ class Stores:
         Leaving a child's context does not close the shared clients.
         """
         view = Stores.__new__(Stores)
-        view.settings, view.stats, view._backends, view._sem = self.settings, IOStats(), self._backends, self._sem
-        view._owner = False
+        # A Stores building a view of itself: its own private fields.
+        view.settings, view.stats, view._backends, view._sem = self.settings, IOStats(), self._backends, self._sem  # noqa: SLF001
+        view._owner = False  # noqa: SLF001
         return view
 
-    async def __aenter__(self) -> Stores:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -333,13 +340,14 @@ class Stores:
 
     async def _retrying(self, uri: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run one request under the concurrency bound and timeout; retry retryable failures
-        (``RASTERET_REQUEST_RETRIES`` attempts, exponential backoff with jitter)."""
+        (``RASTERET_REQUEST_RETRIES`` attempts, exponential backoff with jitter).
+        """
         attempts = max(1, self.settings.request_retries)
         for attempt in range(1, attempts + 1):
             try:
                 async with self._sem:
                     return await asyncio.wait_for(call(), self.settings.request_timeout)
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 error: FetchError = FetchError(
                     f"timed out after {self.settings.request_timeout}s (RASTERET_REQUEST_TIMEOUT)",
                     uri=uri,

@@ -485,8 +485,8 @@ async def _read_geokey_directory(ifd: _IFD) -> GeoKeys | None:
         return None
     directory = await ifd.ints(GEO_KEY_DIRECTORY)
     doubles = await ifd.numbers(GEO_DOUBLE_PARAMS) if ifd.has(GEO_DOUBLE_PARAMS) else np.empty(0)
-    ascii = await ifd.raw(GEO_ASCII_PARAMS) if ifd.has(GEO_ASCII_PARAMS) else None
-    return parse_geokeys(directory.tolist(), doubles.astype(np.float64).tolist(), ascii, uri=ifd.reader.uri)
+    text = await ifd.raw(GEO_ASCII_PARAMS) if ifd.has(GEO_ASCII_PARAMS) else None
+    return parse_geokeys(directory.tolist(), doubles.astype(np.float64).tolist(), text, uri=ifd.reader.uri)
 
 
 async def _read_georeferencing(

@@ -319,7 +319,7 @@ def reproject_array(
             rows = slice(lo, min(lo + step, chunk.height))
             px, py = (sx if sx.shape[0] == 1 else sx[rows]), sy[rows]
             dst_rows = slice(chunk.row_off + rows.start, chunk.row_off + rows.stop)
-            for bi, (band, target) in enumerate(zip(prepared, out)):
+            for bi, (band, target) in enumerate(zip(prepared, out, strict=True)):
                 values, ok = band.sample(px, py, resampling=resampling, scales=chunk.scales, dst_nodata=dst_nd)
                 np.copyto(target[dst_rows, cols], values, where=inside[rows] & ok)
                 if got is not None:
@@ -348,7 +348,7 @@ class _Chunk:
 class _PixelMapper:
     """Destination pixel coordinates to source pixel coordinates (GDAL's GenImgProj transformer)."""
 
-    def __init__(self, dst_transform: Sequence[float], dst_crs: Any, src_transform: Sequence[float], src_crs: Any):
+    def __init__(self, dst_transform: Sequence[float], dst_crs: Any, src_transform: Sequence[float], src_crs: Any) -> None:
         self.dst_crs = _require_crs(dst_crs, "dst_crs")
         self.src_crs = _require_crs(src_crs, "src_crs")
         self.dst = _check_affine(dst_transform, "dst_transform")
@@ -594,7 +594,7 @@ def _approx_rows(mapper: _PixelMapper, chunk: _Chunk, max_error: float) -> tuple
         s, m, e = (np.concatenate(pair) for pair in ((s[go1], m[go2]), (mid1[go1], mid2[go2]), (end1[go1], e[go2])))
 
     # The segments tile every row, so sorted by (row, start) they expand in row-major order.
-    row, start, n, s, slope = (np.concatenate(v) for v in zip(*done))
+    row, start, n, s, slope = (np.concatenate(v) for v in zip(*done, strict=True))
     order = np.lexsort((start, row))
     n, s, slope = n[order], s[order], slope[order]
     offset = np.arange(height * width) - np.repeat(np.cumsum(n) - n, n)
@@ -654,7 +654,7 @@ def _kernel_radius(scales: tuple[float, float]) -> tuple[int, int]:
 class _Band:
     """One source band ready to resample: its data mask and, for bilinear, a padded float64 copy."""
 
-    def __init__(self, band: np.ndarray, valid: np.ndarray | None, *, pad: int | None):
+    def __init__(self, band: np.ndarray, valid: np.ndarray | None, *, pad: int | None) -> None:
         self.band, self.valid = band, valid
         self.padded = None if pad is None else _Padded(band, valid, pad)
 
@@ -699,7 +699,7 @@ class _Padded:
     The padding lets a kernel tap read out-of-range pixels as weight 0 without tests.
     """
 
-    def __init__(self, band: np.ndarray, valid: np.ndarray | None, pad: int):
+    def __init__(self, band: np.ndarray, valid: np.ndarray | None, pad: int) -> None:
         src_h, src_w = band.shape
         self.shape, self.pad, self.stride = (src_h, src_w), pad, src_w + 2 * pad
         values = np.zeros((src_h + 2 * pad, self.stride))

@@ -29,7 +29,7 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -78,7 +78,7 @@ def group_records(datetimes: Sequence[datetime | None], group_by: GroupBy) -> tu
         return [list(range(len(datetimes)))], [None]
     groups: dict[date | None, list[int]] = {}
     for index, dt in enumerate(datetimes):
-        key = None if dt is None else (dt.astimezone(timezone.utc) if dt.tzinfo is not None else dt).date()
+        key = None if dt is None else (dt.astimezone(UTC) if dt.tzinfo is not None else dt).date()
         groups.setdefault(key, []).append(index)
     return list(groups.values()), list(groups)
 
@@ -160,7 +160,7 @@ def _time_coord(values: Sequence[datetime | date | None]) -> np.ndarray:
         if t is None:
             return np.datetime64("NaT", "ns")
         if isinstance(t, datetime):
-            t = (t.astimezone(timezone.utc) if t.tzinfo is not None else t).replace(tzinfo=None)
+            t = (t.astimezone(UTC) if t.tzinfo is not None else t).replace(tzinfo=None)
         return np.datetime64(t, "ns")
 
     return np.array([one(t) for t in values], dtype="datetime64[ns]")
@@ -220,7 +220,8 @@ def _dataset(layers: Mapping[str, Any], *, as_float: bool, fill: float, transfor
 
 def stack_to_xarray(stack: Stack) -> Any:
     """A :class:`~rasteret_core._read.Stack` as an ``xarray.Dataset``: one variable per band, dims
-    ``(time, y, x)``, record ids on ``id``, I/O counts in ``attrs`` (``requests``, ``bytes_read``)."""
+    ``(time, y, x)``, record ids on ``id``, I/O counts in ``attrs`` (``requests``, ``bytes_read``).
+    """
     masked = isinstance(stack.data, np.ma.MaskedArray)
     values = _values(stack.data, stack.fill, True) if masked else stack.data  # as rioxarray's masked=True
     return _dataset({band: values[:, bi] for bi, band in enumerate(stack.bands)}, as_float=masked, fill=stack.fill,
@@ -425,7 +426,7 @@ def _read_window(spec: _LazyRead, records: Sequence[int], band: int, block: Wind
     dtype = np.result_type(*(a.dtype for a in arrays))
     out = np.ma.MaskedArray(np.empty((len(records), block.height, block.width), dtype),
                             mask=np.zeros((len(records), block.height, block.width), bool))
-    for chunk, arr in zip(plan.chunks, arrays):
+    for chunk, arr in zip(plan.chunks, arrays, strict=True):
         invalid = np.ma.getmaskarray(arr) | ~inside
         values = np.ma.getdata(arr)
         values[invalid] = chunk.fill  # as the eager read fills pixels outside the geometry

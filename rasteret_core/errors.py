@@ -8,24 +8,24 @@ there is one, what to do about it.
 from __future__ import annotations
 
 __all__ = [
-    "RasteretError",
-    "ConfigError",
-    "TiffFormatError",
-    "UnsupportedTiffError",
-    "UnresolvedCRSError",
-    "PlanningError",
-    "GeometryError",
     "BandError",
-    "NoRecordsError",
-    "GridMismatchError",
-    "StatisticError",
-    "FetchError",
-    "ObjectNotFoundError",
-    "DecodeError",
     "CollectionError",
+    "ConfigError",
+    "DecodeError",
+    "FetchError",
+    "GeometryError",
+    "GridMismatchError",
+    "NoRecordsError",
+    "ObjectNotFoundError",
+    "PlanningError",
+    "RasteretError",
     "SchemaError",
     "SourceError",
     "StaleAssetError",
+    "StatisticError",
+    "TiffFormatError",
+    "UnresolvedCRSError",
+    "UnsupportedTiffError",
 ]
 
 

@@ -126,22 +126,21 @@ class Settings:
             opts["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
             if self.aws_endpoint_url.startswith("http://"):
                 opts["AWS_ALLOW_HTTP"] = "true"
-        for key, value in (
+        opts.update({key: value for key, value in (
             ("AWS_REGION", self.aws_region or "us-east-1"),
             ("AWS_ACCESS_KEY_ID", self.aws_access_key_id),
             ("AWS_SECRET_ACCESS_KEY", self.aws_secret_access_key),
             ("AWS_SESSION_TOKEN", self.aws_session_token),
             ("AWS_PROFILE", self.aws_profile),
-        ):
-            if value:
-                opts[key] = value
+        ) if value})
         if self.aws_no_sign_request:
             opts["AWS_SKIP_SIGNATURE"] = "true"
         return opts
 
     def arrow_filesystem(self, target: str) -> tuple[Any, str]:
         """A ``pyarrow.fs`` filesystem and path for ``target``: None and the path itself when it is local,
-        an ``S3FileSystem`` from these settings and ``bucket/key`` for an ``s3://`` URI."""
+        an ``S3FileSystem`` from these settings and ``bucket/key`` for an ``s3://`` URI.
+        """
         if not target.startswith("s3://"):
             return None, target
         from pyarrow import fs

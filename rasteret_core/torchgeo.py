@@ -109,8 +109,8 @@ class CollectionDataset(GeoDataset):
         rows = self.records.to_pylist()
         order = sorted(range(len(rows)), key=lambda i: _record_order(rows[i]))
         headers = [[asset_of(row, band)[1] for band in self.bands] for row in rows]
-        for row, row_headers in zip(rows, headers):
-            for band, header in zip(self.bands, row_headers):
+        for row, row_headers in zip(rows, headers, strict=True):
+            for band, header in zip(self.bands, row_headers, strict=True):
                 if header.crs is None or header.transform is None:
                     raise GeometryError(f"record {row['id']} band {band!r} ({header.uri}) has no georeferencing")
         dst = to_crs(crs) if crs is not None else CRS.from_user_input(headers[order[0]][0].crs)
@@ -124,7 +124,8 @@ class CollectionDataset(GeoDataset):
     @property
     def dtype(self) -> torch.dtype:
         """The tensor dtype of samples: ``float32`` for images, ``long`` for masks (as TorchGeo's
-        ``RasterDataset``), unless ``dtype=`` said otherwise."""
+        ``RasterDataset``), unless ``dtype=`` said otherwise.
+        """
         if self._dtype is not None:
             return self._dtype
         return torch.float32 if self.is_image else torch.long
@@ -206,7 +207,8 @@ def _project(table: pa.Table, bands: Sequence[str]) -> pa.Table:
 
 def _resolution(res: float | tuple[float, float] | None, first: Any, dst: CRS) -> tuple[float, float]:
     """``res`` as ``(xres, yres)``; by default ``first``'s pixel size (carried over to ``dst`` as GDAL
-    suggests when ``first`` is on another CRS)."""
+    suggests when ``first`` is on another CRS).
+    """
     if res is not None:
         xres, yres = (float(res), float(res)) if np.ndim(res) == 0 else (float(res[0]), float(res[1]))  # type: ignore[index]
         if not (xres > 0 and yres > 0):

@@ -44,7 +44,7 @@ from . import DEMO_EXTRA
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["SampleArchive", "make_sample_archive", "main"]
+__all__ = ["SampleArchive", "main", "make_sample_archive"]
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def _write_scene(
     """
     from rasterio.transform import Affine
 
-    dt = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    dt = datetime.fromisoformat(when)
     platform = "sentinel-2b" if (date_index + tile.zone) % 2 else "sentinel-2a"
     item_id = f"S2{platform[-1].upper()}_{tile.mgrs}_{dt:%Y%m%d}_0_L2A"
     rel_dir = (
@@ -489,10 +489,8 @@ def _band_pixels(
     band: _Band, band_index: int, grid: _Grid, date_index: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Return the uint16 pixels of one band: landscape, clouds, noise, nodata 0."""
-    if band.gain < 0:  # vegetation greens up from January to March
-        season = 1.0 + 0.08 * (date_index - 1)
-    else:
-        season = 1.0 - 0.04 * (date_index - 1)
+    # vegetation greens up from January to March
+    season = 1.0 + 0.08 * (date_index - 1) if band.gain < 0 else 1.0 - 0.04 * (date_index - 1)
     level = band.base * season
     values = rng.standard_normal(grid.field.shape, dtype=np.float32)
     values *= np.float32(0.015 * band.base * (1 + 0.1 * band_index))

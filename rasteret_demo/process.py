@@ -187,7 +187,7 @@ def _wait_until(
         try:
             if ready():
                 return time.monotonic() - start
-        except Exception as exc:  # any failure of the probe means: not ready yet
+        except Exception as exc:  # noqa: BLE001 - any failure of the probe means: not ready yet
             last = exc
         if time.monotonic() - start > timeout:
             raise ServiceError(

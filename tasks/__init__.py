@@ -6,19 +6,6 @@ settings at its own edge (so no secret travels as a task parameter).
 """
 
 from ._common import discard_folder, stage_folder
-from .collection import (
-    ParsedPartition,
-    Quarantined,
-    SelectedRecords,
-    StagedRecords,
-    commit_collection,
-    parse_scene_headers,
-    quarantine_scenes,
-    quarantine_uri_for,
-    search_records,
-    select_changed_records,
-    select_unenriched,
-)
 from .batches import (
     AoiOptions,
     BatchInput,
@@ -33,6 +20,19 @@ from .batches import (
     read_batch,
     split_input,
 )
+from .collection import (
+    ParsedPartition,
+    Quarantined,
+    SelectedRecords,
+    StagedRecords,
+    commit_collection,
+    parse_scene_headers,
+    quarantine_scenes,
+    quarantine_uri_for,
+    search_records,
+    select_changed_records,
+    select_unenriched,
+)
 
 __all__ = [
     "AoiOptions",
@@ -42,22 +42,22 @@ __all__ = [
     "Kind",
     "Mode",
     "OutputCommit",
-    "PointOptions",
-    "batch_options",
-    "read_batch",
-    "split_input",
     "ParsedPartition",
+    "PointOptions",
     "Quarantined",
     "SelectedRecords",
     "StagedRecords",
+    "batch_options",
     "commit_collection",
     "commit_output",
     "discard_folder",
     "parse_scene_headers",
     "quarantine_scenes",
     "quarantine_uri_for",
+    "read_batch",
     "search_records",
     "select_changed_records",
     "select_unenriched",
+    "split_input",
     "stage_folder",
 ]

@@ -36,7 +36,7 @@ def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except RasteretError as exc:
         return bool(getattr(exc, "retryable", False))
-    except Exception:  # an unexpected failure: let Prefect retry it
+    except Exception:  # noqa: BLE001 - an unexpected failure: let Prefect retry it
         return True
     return False
 

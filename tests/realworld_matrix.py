@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     paths = write_matrix(args[0])
-    for case, path in zip(CASES, paths):
+    for case, path in zip(CASES, paths, strict=True):
         sys.stdout.write(f"{path.stat().st_size / 1e3:7.1f} kB  {case.name}: {case.exercises}\n")
     total = sum(p.stat().st_size for p in paths)
     sys.stdout.write(f"wrote {len(paths)} files ({total / 1e6:.1f} MB) to {args[0]} "

@@ -72,6 +72,7 @@ class Fault:
     hits: int = field(default=0)
 
     def matches(self, method: str, path: str) -> bool:
+        """Whether this fault applies to a request (``path`` is a regular expression)."""
         return (self.method is None or self.method == method) and re.search(self.path, path) is not None
 
 

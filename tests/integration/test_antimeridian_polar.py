@@ -74,7 +74,7 @@ def test_unwrapped_longitudes_past_180_read_the_same_pixels(fiji):
 def test_a_polygon_wrapping_the_long_way_round_is_refused(fiji):
     _, col = fiji
     naive = shapely.Polygon([(179.9, -17.1), (-179.9, -17.1), (-179.9, -17.0), (179.9, -17.0)])
-    with pytest.raises(rc.GeometryError, match="antimeridian.*MultiPolygon"):
+    with pytest.raises(rc.GeometryError, match=r"antimeridian.*MultiPolygon"):
         col.get_numpy(naive, ["data"])
 
 
@@ -103,5 +103,5 @@ def test_a_lon_lat_aoi_near_the_pole_reads_vertex_wise(south_pole):
 
 def test_a_lon_lat_aoi_touching_the_pole_is_refused(south_pole):
     _, col = south_pole
-    with pytest.raises(rc.GeometryError, match="pole.*polar CRS"):
+    with pytest.raises(rc.GeometryError, match=r"pole.*polar CRS"):
         col.get_numpy(shapely.box(-180.0, -90.0, 180.0, -89.9), ["data"])

@@ -72,7 +72,7 @@ def test_sample_points_equals_rasterio_sample(s3_collection, points, s3):
     got = s3_collection.sample_points(points, BANDS)
     want = _oracle(s3_collection, points, BANDS, s3)
     assert len(want) >= 20
-    keys = list(zip(got["pid"].to_pylist(), got["record_id"].to_pylist(), got["band"].to_pylist()))
+    keys = list(zip(got["pid"].to_pylist(), got["record_id"].to_pylist(), got["band"].to_pylist(), strict=True))
     assert sorted(keys) == sorted(want) and len(set(keys)) == len(keys)
     assert got["value"].type == pa.uint16()
     np.testing.assert_array_equal(np.asarray(got["value"]), np.array([want[k] for k in keys], dtype=np.uint16))
@@ -98,7 +98,7 @@ def test_match_keeps_one_record_per_point_and_band(s3_collection, points, match)
 
 
 def test_sample_points_needs_points(s3_collection):
-    with pytest.raises(rc.GeometryError, match="Point geometries.*get_table"):
+    with pytest.raises(rc.GeometryError, match=r"Point geometries.*get_table"):
         s3_collection.sample_points([shapely.box(11.8, 45.7, 11.81, 45.71)], ["red"])
 
 
@@ -206,8 +206,8 @@ def test_a_failing_batch_is_reported_and_the_others_commit(prefect_api, staging_
     """The 33N scenes' red files vanish after enrichment: their batch fails (not retryable), the 32N batch commits."""
     import copy
 
-    from rasteret_flows import sample_points
     from rasteret_core._delta import merge_table
+    from rasteret_flows import sample_points
 
     client = s3.client()
     items = copy.deepcopy(s3_items)

@@ -11,7 +11,6 @@ import shapely
 
 import rasteret_core as rc
 from rasteret_demo.stac import stac_api as serve_stac
-
 from tests.integration.catalog_items import dem_items, landsat_items, naip_items, sentinel2_items, stage_objects
 
 ZONE32_BBOX = (11.80, 45.72, 11.90, 45.84)  # meets the three 32TQR scenes only

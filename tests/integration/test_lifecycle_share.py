@@ -61,7 +61,7 @@ def test_duckdb_reads_it_and_its_tables_reload(exported, s3_collection, tmp_path
     import duckdb
 
     con = duckdb.connect()
-    kind = dict((r[0], r[1]) for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{exported}')").fetchall())
+    kind = {r[0]: r[1] for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{exported}')").fetchall()}
     assert kind["geometry"].upper().startswith(("GEOMETRY", "BLOB")) and "CRS84" in kind["geometry"]
     rows = con.sql(f"SELECT id, geometry, bbox.xmin AS xmin FROM read_parquet('{exported}') ORDER BY id").fetchall()
     want = {r["id"]: r for r in s3_collection.to_arrow().to_pylist()}
@@ -69,7 +69,7 @@ def test_duckdb_reads_it_and_its_tables_reload(exported, s3_collection, tmp_path
         assert shapely.from_wkb(bytes(wkb)).equals(shapely.from_wkb(want[rid]["geometry"]))
         assert xmin == want[rid]["bbox"]["xmin"]
     red = con.sql(f"SELECT assets.red.header.images[1].tile_offsets FROM read_parquet('{exported}') ORDER BY id")
-    assert red.limit(1).fetchall()[0][0] == sorted(want.items())[0][1]["assets"]["red"]["header"]["images"][0]["tile_offsets"]
+    assert red.limit(1).fetchall()[0][0] == min(want.items())[1]["assets"]["red"]["header"]["images"][0]["tile_offsets"]
     reader = con.sql(f"SELECT * FROM read_parquet('{exported}')").arrow()
     _same_records(rc.build_from_table(reader), s3_collection)
     copy = tmp_path / "from-duckdb.parquet"
@@ -83,7 +83,7 @@ def test_polars_reads_it_and_its_frame_reloads(exported, s3_collection, tmp_path
     df = pl.read_parquet(exported)
     assert df.schema["geometry"] == pl.Binary and df.height == len(s3_collection)
     want = {r["id"]: r["geometry"] for r in s3_collection.to_arrow().to_pylist()}
-    assert all(shapely.from_wkb(g).equals(shapely.from_wkb(want[i])) for i, g in zip(df["id"], df["geometry"]))
+    assert all(shapely.from_wkb(g).equals(shapely.from_wkb(want[i])) for i, g in zip(df["id"], df["geometry"], strict=True))
     _same_records(rc.build_from_table(df), s3_collection)  # through __arrow_c_stream__
     df.write_parquet(tmp_path / "from-polars.parquet")  # no geo metadata: footprints are taken as OGC:CRS84
     _same_records(rc.load(tmp_path / "from-polars.parquet"), s3_collection)

@@ -32,7 +32,7 @@ def test_a_replaced_cog_is_detected_and_refreshed(s3, s3_items):
     client = s3.client()
     scenes = s3_items[:3]  # 32TQR: the same grid
     hrefs = [f"s3://rasteret-sample/stale/{item['id']}/red.tif" for item in scenes]
-    for item, href in zip(scenes, hrefs):
+    for item, href in zip(scenes, hrefs, strict=True):
         client.copy_object(Bucket="rasteret-sample", Key=_key(href),
                            CopySource={"Bucket": "rasteret-sample", "Key": _key(item["assets"]["red"]["href"])})
     table = pa.table({

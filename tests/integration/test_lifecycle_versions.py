@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -40,7 +41,7 @@ def test_two_processes_writing_at_once_lose_nothing(s3, tmp_path):
     time.sleep(1.5)  # both imported and waiting
     go.touch()
     outputs = [w.communicate(timeout=180) for w in writers]
-    for writer, (out, err) in zip(writers, outputs):
+    for writer, (_out, err) in zip(writers, outputs, strict=True):
         assert writer.returncode == 0, err[-3000:]
     col = rc.load(uri)
     ids = col.to_arrow()["id"]
@@ -66,7 +67,7 @@ def versions(s3):
 
 
 def test_history_and_time_travel_by_version_and_timestamp(versions):
-    uri, records = versions
+    uri, _records = versions
     col = rc.load(uri)
     history = col.history()
     assert [h["version"] for h in history] == [3, 2, 1, 0]
@@ -74,7 +75,7 @@ def test_history_and_time_travel_by_version_and_timestamp(versions):
     assert [h["metadata"]["inserted"] for h in history[:3]] == [20, 40, 60]
     assert all(h["metadata"]["source"] == "Table" for h in history[:3])
     assert [len(rc.load(uri, version=v)) for v in (0, 1, 2, 3)] == [0, 60, 100, 120]
-    for older, newer in zip(history[::-1], history[::-1][1:]):
+    for older, newer in itertools.pairwise(history[::-1]):
         between = older["timestamp"] + (newer["timestamp"] - older["timestamp"]) / 2
         assert rc.load(uri, as_of=between).version == older["version"]
     assert rc.load(uri, as_of=history[0]["timestamp"] + timedelta(hours=1)).version == 3

@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import rasterio
-import rasterio.mask
 import rasterio.features
+import rasterio.mask
 import rasterio.warp
 import shapely
 from pyproj import CRS, Transformer

@@ -147,7 +147,7 @@ class Aoi:
         turns = sorted(set(self.angles))
         points = [
             (cx + hw * r / 10 * math.cos(2 * math.pi * a / 360), cy + hh * r / 10 * math.sin(2 * math.pi * a / 360))
-            for a, r in zip(turns, self.radii)
+            for a, r in zip(turns, self.radii, strict=True)
         ]
         return shapely.Polygon(points)  # star-shaped around the centre: simple, maybe concave
 
@@ -213,7 +213,7 @@ def decode_image(data: bytes, header: TiffHeader, image: ImageInfo) -> np.ndarra
     out = np.full(
         (image.samples_per_pixel, image.tiles_down * th, image.tiles_across * tw), fill_of(header), image.dtype
     )
-    for tile, (offset, count) in enumerate(zip(image.tile_offsets.tolist(), image.tile_byte_counts.tolist())):
+    for tile, (offset, count) in enumerate(zip(image.tile_offsets.tolist(), image.tile_byte_counts.tolist(), strict=True)):
         if count == 0:
             continue
         plane, local = divmod(tile, per_plane)
@@ -318,7 +318,7 @@ def test_random_aois_match_rasterio_mask(oracle: Oracle, case: Case, shapes: lis
         ]
         plan = plan_read(requests)
         arrays = oracle.run(rc.execute_plan(plan, oracle.stores))
-        got = {chunk.key: arr for chunk, arr in zip(plan.chunks, arrays)}
+        got = {chunk.key: arr for chunk, arr in zip(plan.chunks, arrays, strict=True)}
         fill = fill_of(header)
         bands = list(range(1, src.count + 1))
         for i, geom in enumerate(geoms):

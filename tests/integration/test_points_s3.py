@@ -4,7 +4,7 @@ and each touched tile read once."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 import numpy as np
@@ -45,16 +45,16 @@ def _oracle(col, xs, ys, crs, bands, s3):
                     r, c = rowcol(src.transform, x, y)
                     on = (r >= 0) & (r < src.height) & (c >= 0) & (c < src.width)
                     index = (asset.get("band_index") or 1)
-                    xy = list(zip(x[on], y[on]))
+                    xy = list(zip(x[on], y[on], strict=True))
                     raw = [v[0] for v in src.sample(xy, indexes=index)]
                     masked = [bool(np.ma.getmaskarray(v)[0]) for v in src.sample(xy, indexes=index, masked=True)]
-                    for i, value, m in zip(inside[on], raw, masked):
+                    for i, value, m in zip(inside[on], raw, masked, strict=True):
                         want[(int(i), row["id"], band)] = (value, m)
     return want
 
 
 def _check(got: pa.Table, want: dict, *, masked: bool, fill: float = 0) -> None:
-    keys = list(zip(got["i"].to_pylist(), got["record_id"].to_pylist(), got["band"].to_pylist()))
+    keys = list(zip(got["i"].to_pylist(), got["record_id"].to_pylist(), got["band"].to_pylist(), strict=True))
     assert len(set(keys)) == len(keys) and set(keys) == set(want)
     invalid = np.array([want[k][1] for k in keys], dtype=bool)
     raw = np.array([want[k][0] for k in keys])
@@ -84,7 +84,7 @@ def test_random_points_equal_rasterio_sample(s3_collection, s3, masked):
     assert len(want) > 1000 and len({k[0] for k in want}) < len(lon)  # some points are off every raster
     _check(got, want, masked=masked)
     order = list(zip(got["i"].to_pylist(), got["datetime"].to_pylist(), got["record_id"].to_pylist(),
-                     [BANDS.index(b) for b in got["band"].to_pylist()]))
+                     [BANDS.index(b) for b in got["band"].to_pylist()], strict=True))
     assert order == sorted(order)  # by point, then record (datetime, id), then band
 
 
@@ -117,10 +117,10 @@ def test_points_on_pixel_and_tile_edges_as_x_y_columns(s3_collection, s3):
 def test_nearest_date_picks_per_point_the_record_nearest_in_time(s3_collection):
     lon, lat = _random_points(s3_collection, 400, seed=5)
     rng = np.random.default_rng(5)
-    start = datetime(2023, 12, 20, tzinfo=timezone.utc)
+    start = datetime(2023, 12, 20, tzinfo=UTC)
     dates = [start + timedelta(seconds=float(s)) for s in rng.uniform(0, 100 * 86400, len(lon))]
     # ties: halfway between two dates of the 32N scenes, and exactly on a scene's date
-    t = [datetime.fromisoformat(s.replace("Z", "+00:00"))
+    t = [datetime.fromisoformat(s)
          for s in ("2024-01-05T10:17:41.024Z", "2024-02-14T10:17:39.512Z")]
     dates[::3] = [t[0] + (t[1] - t[0]) / 2] * len(dates[::3])
     dates[1::7] = [t[1]] * len(dates[1::7])
@@ -143,7 +143,7 @@ def test_nearest_date_picks_per_point_the_record_nearest_in_time(s3_collection):
 
 def test_nearest_date_with_iso_strings_and_dates_equals_timestamps(s3_collection):
     lon, lat = _random_points(s3_collection, 60, seed=9)
-    days = [datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(days=int(d)) for d in np.arange(60) % 75]
+    days = [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=int(d)) for d in np.arange(60) % 75]
     geometry = shapely.to_wkb(shapely.points(lon[:60], lat[:60])).tolist()
     as_ts = pa.table({"when": pa.array(days, pa.timestamp("us", tz="UTC")), "geometry": geometry})
     as_text = pa.table({"when": [d.strftime("%Y-%m-%dT%H:%M:%SZ") for d in days], "geometry": geometry})
@@ -161,7 +161,7 @@ def _touched_tiles(href, xs, ys, crs, s3):
         r, c = rowcol(src.transform, x, y)
         on = (r >= 0) & (r < src.height) & (c >= 0) & (c < src.width)
         bh, bw = src.block_shapes[0]
-        blocks = {(int(i), int(j)) for i, j in zip(r[on] // bh, c[on] // bw)}
+        blocks = {(int(i), int(j)) for i, j in zip(r[on] // bh, c[on] // bw, strict=True)}
         sizes = {b: src.block_size(1, *b) for b in blocks}
     return {b for b, n in sizes.items() if n}, sum(sizes.values())
 
@@ -182,7 +182,7 @@ def test_many_points_over_one_record_read_each_touched_tile_once(s3_collection, 
     one = rc.load(s3_collection.uri, settings=rc.Settings.from_env(max_request_bytes=1)).subset(ids=[record["id"]])
     out, io = one.sample_table(points, BANDS, x_column="e", y_column="n", geometry_crs="EPSG:32632")
     touched, tile_bytes = zip(*(_touched_tiles(record["assets"][b]["href"], xs[covered], ys[covered], UTM32, s3)
-                                for b in BANDS))
+                                for b in BANDS), strict=True)
     n_tiles = sum(len(t) for t in touched)
     assert (len(touched[0]), len(touched[1])) == (5, 3)  # of 9 and 4 tiles: the check means something
     assert out.num_rows == 2 * (n + 3)

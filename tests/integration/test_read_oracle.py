@@ -114,12 +114,12 @@ def test_aoi_in_the_wrong_crs_is_caught_as_no_records(s3_collection):
 
 def test_invalid_geometry_is_a_clear_error(s3_collection):
     bowtie = shapely.Polygon([(11.8, 45.7), (11.81, 45.71), (11.81, 45.7), (11.8, 45.71)])
-    with pytest.raises(rc.GeometryError, match="invalid.*make_valid"):
+    with pytest.raises(rc.GeometryError, match=r"invalid.*make_valid"):
         s3_collection.get_numpy(bowtie, ["red"])
 
 
 def test_records_on_two_grids_do_not_stack(s3_collection):
-    with pytest.raises(rc.GridMismatchError, match="target_crs=.*get_gdf"):
+    with pytest.raises(rc.GridMismatchError, match=r"target_crs=.*get_gdf"):
         s3_collection.get_numpy((11.0, 45.0, 13.0, 46.5), ["red"])
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from pyproj import Transformer
 from pystac_client import Client
-import shapely
 from shapely.geometry import box, shape
 
 from infra.local.seaweedfs import S3Service
@@ -158,7 +158,7 @@ def test_item_footprints_match_the_valid_data(sample_archive: SampleArchive) -> 
         assert item["properties"]["proj:code"] == f"EPSG:{crs.to_epsg()}"
         to_native = Transformer.from_crs("OGC:CRS84", crs, always_xy=True)
         footprint = shapely.transform(
-            shape(item["geometry"]), lambda x, y: to_native.transform(x, y), interleaved=False
+            shape(item["geometry"]), to_native.transform, interleaved=False
         )
         assert footprint.intersects(raster)
         assert footprint.within(raster.buffer(20))

@@ -34,9 +34,9 @@ def _check_against_oracles(header: rc.TiffHeader, path: str) -> None:
         assert header.crs == f"EPSG:{src.crs.to_epsg()}"
         assert [ov.width for ov in header.overviews] == [src.width // f for f in src.overviews(1)]
     with tifffile.TiffFile(path) as tif:
-        pages = [p for p in tif.pages]
+        pages = list(tif.pages)
         assert len(header.images) == len(pages)
-        for im, page in zip(header.images, pages):
+        for im, page in zip(header.images, pages, strict=True):
             np.testing.assert_array_equal(im.tile_offsets, page.dataoffsets)
             np.testing.assert_array_equal(im.tile_byte_counts, page.databytecounts)
             assert (im.tile_height, im.tile_width) == (page.tilelength, page.tilewidth)
@@ -111,7 +111,7 @@ def test_http_missing_object_is_recorded_not_dropped(http_root, sample_archive):
 
 def test_building_with_a_missing_object_fails_with_its_uri(stac_api, s3, tmp_path):
     client = s3.client()
-    item = [i for i in rc.search_items(stac_api, collections="sentinel-2-l2a")][0]
+    item = next(iter(rc.search_items(stac_api, collections="sentinel-2-l2a")))
     href = item["assets"]["red"]["href"]
     bucket, key = href[5:].split("/", 1)
     client.copy_object(Bucket=bucket, Key=key + ".copy.tif", CopySource={"Bucket": bucket, "Key": key})

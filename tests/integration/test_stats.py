@@ -62,7 +62,7 @@ def _sample_aois() -> pa.Table:
     }
     crs84 = [_to_crs(g, ZONE32, CRS84) for g in geoms.values()] + [shapely.box(-70, -10, -69.9, -9.9)]
     return pa.table({
-        "field_id": list(geoms) + ["nowhere"],
+        "field_id": [*list(geoms), "nowhere"],
         "area_ha": [1.5, 2.0, 3.25, 0.5, 0.0],
         "geometry": [shapely.to_wkb(g) for g in crs84],
     })
@@ -104,7 +104,7 @@ def _expected(col: rc.Collection, aois: pa.Table, bands, local_path_of, geom_crs
     """(aoi, record, band) -> (pixels, valid values) for every AOI x record x band whose window is not empty."""
     out = {}
     rows = col.to_arrow().to_pylist()
-    for name, wkb in zip(aois[key].to_pylist(), aois["geometry"].to_pylist()):
+    for name, wkb in zip(aois[key].to_pylist(), aois["geometry"].to_pylist(), strict=True):
         geom = shapely.from_wkb(wkb)
         for row in rows:
             if not shapely.intersects(shapely.from_wkb(row["geometry"]), _to_crs(geom, geom_crs, CRS84)):
@@ -275,7 +275,7 @@ def test_masked_files_statistics_equal_numpy_over_rasterio_mask(masked_files, na
     assert len(rows) == 3 * count
     for row in rows:
         geom = shapely.from_wkb(next(g for n, g in zip(_masked_aois()["name"].to_pylist(),
-                                                      _masked_aois()["geometry"].to_pylist()) if n == row["name"]))
+                                                      _masked_aois()["geometry"].to_pylist(), strict=True) if n == row["name"]))
         pixels, values = _oracle(str(masked_files[name]), geom, UTM, bands.index(row["band"]) + 1)
         _check_row(row, pixels, values)
     first = {r["name"]: r for r in rows if r["band"] == "b1"}

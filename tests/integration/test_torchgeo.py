@@ -39,7 +39,7 @@ try:
 except ImportError:  # the extra is missing: only the ImportError test runs
     torch = None
 
-needs_torchgeo = pytest.mark.skipif(torch is None, reason='needs rasteret[torchgeo]')
+needs_torchgeo = pytest.mark.skipif(torch is None, reason="needs rasteret[torchgeo]")
 # TorchGeo 0.10 renamed its spatial samplers (the old names warn) and they sample space only, not time
 SPACE_ONLY = torch is not None and hasattr(samplers, "RandomPatchSampler")
 

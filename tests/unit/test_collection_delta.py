@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -80,7 +80,7 @@ def test_subset_and_where_open_only_files_that_may_match(three_commits, caplog):
     assert files >= 3
     with caplog.at_level(logging.DEBUG, logger="rasteret_core._delta"):
         sub = col.subset(datetime="2024-06-01/2024-06-30", bbox=(-180, -90, 180, 90))
-        where = col.where(pc.field("datetime") < pa.scalar(datetime(2023, 8, 31, tzinfo=timezone.utc),
+        where = col.where(pc.field("datetime") < pa.scalar(datetime(2023, 8, 31, tzinfo=UTC),
                                                             pa.timestamp("us", tz="UTC")))
     read = [r.getMessage() for r in caplog.records if "file(s)" in r.getMessage()]
     assert read and "reading 1 file(s)" in read[0]
@@ -122,7 +122,7 @@ def test_changed_records_update_their_rows_and_leave_the_rest(tmp_path, records)
     assert old.version == 1 and len(old) == records.num_rows and len(rc.load(uri, version=0)) == 0
     assert sorted(old.subset(ids=changed_ids).to_arrow()["eo:cloud_cover"].to_pylist()) == \
         sorted(rc.Collection(records).subset(ids=changed_ids).to_arrow()["eo:cloud_cover"].to_pylist())
-    at_v0 = datetime.fromtimestamp(before / 1000, tz=timezone.utc)
+    at_v0 = datetime.fromtimestamp(before / 1000, tz=UTC)
     assert rc.load(uri, as_of=at_v0).version == 1
     assert rc.load(uri, as_of=at_v0.replace(tzinfo=None)).version == 1
     assert rc.load(uri, as_of=entry["timestamp"].isoformat()).version == 2

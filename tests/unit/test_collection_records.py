@@ -168,7 +168,7 @@ def _stac_geoparquet() -> pa.Table:
             "type": "Feature", "stac_version": "1.0.0", "id": item["id"], "collection": item["collection"],
             "geometry": shapely.to_wkb(shapely.geometry.shape(item["geometry"])),
             "bbox": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
-            **{k: v for k, v in item["properties"].items()},
+            **dict(item["properties"].items()),
             "assets": {k: {"href": a["href"], "type": a.get("type"), "roles": a.get("roles")}
                        for k, a in item["assets"].items()},
         })

@@ -38,7 +38,7 @@ def decode_image(data: bytes, header: TiffHeader, index: int = 0) -> np.ndarray:
     th, tw = image.tile_height, image.tile_width
     planar = image.planar_config == 2
     out = np.zeros((image.samples_per_pixel, image.tiles_down * th, image.tiles_across * tw), image.dtype)
-    for tile, (offset, count) in enumerate(zip(image.tile_offsets.tolist(), image.tile_byte_counts.tolist())):
+    for tile, (offset, count) in enumerate(zip(image.tile_offsets.tolist(), image.tile_byte_counts.tolist(), strict=True)):
         plane, local = divmod(tile, image.tiles_across * image.tiles_down)
         row, col = divmod(local, image.tiles_across)
         pixels = decode_tile(data[offset : offset + count], image, byte_order=header.byte_order, uri="mem", tile=tile)

@@ -67,7 +67,7 @@ def test_compose_publishes_on_loopback_only_and_wires_services(compose):
             assert dep in services, f"{name} depends on unknown {dep}"
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert source.startswith("./") and (COMPOSE.parent / source.replace("s3.json", "s3.example.json")).exists() \
+            assert (source.startswith("./") and (COMPOSE.parent / source.replace("s3.json", "s3.example.json")).exists()) \
                 or source in compose["volumes"], f"{name}: volume {volume}"
     server = services["prefect-server"]
     assert server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://prefect:")

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from rasteret_flows._report import summary_markdown
-from rasteret_flows._runners import task_runner
 from infra.local.faults import Fault, FaultProxy
 from rasteret_core import ConfigError, Settings
+from rasteret_flows._report import summary_markdown
+from rasteret_flows._runners import task_runner
 from rasteret_tasks._common import stage_folder, widen_unsigned
 
 

@@ -32,7 +32,7 @@ def _records(items: list[dict]) -> pa.Table:
 def _stored(table: pa.Table, *, enriched: bool, version: int = 3) -> rc.StoredDigests:
     """What the collection holds after committing ``table`` (its headers parsed, or not)."""
     digests = record_hashes(table, assume_headers=enriched).to_pylist()
-    return rc.StoredDigests(version=version, digests=dict(zip(table["id"].to_pylist(), digests)))
+    return rc.StoredDigests(version=version, digests=dict(zip(table["id"].to_pylist(), digests, strict=True)))
 
 
 def _changed_item() -> list[dict]:
@@ -59,10 +59,7 @@ def _changed_item() -> list[dict]:
 )
 def test_select_changed(offered, stored, enrich, selected, new):
     table = _records(offered)
-    if stored is None:
-        known = rc.StoredDigests()
-    else:
-        known = _stored(_records(_items()), enriched=stored[1])
+    known = rc.StoredDigests() if stored is None else _stored(_records(_items()), enriched=stored[1])
     change = rc.select_changed(table, known, enrich=enrich)
     assert sorted(change.table["id"].to_pylist()) == selected
     assert change.changes.records == table.num_rows

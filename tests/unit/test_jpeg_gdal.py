@@ -75,7 +75,7 @@ def read_header(path: Path) -> tuple[bytes, TiffHeader]:
 
 
 def tiles(data: bytes, image: ImageInfo) -> list[bytes]:
-    return [data[o : o + n] for o, n in zip(image.tile_offsets.tolist(), image.tile_byte_counts.tolist())]
+    return [data[o : o + n] for o, n in zip(image.tile_offsets.tolist(), image.tile_byte_counts.tolist(), strict=True)]
 
 
 def assert_tiles_match_rasterio(path: Path, *, photometric: int, overview_levels: int = 0) -> int:
@@ -266,7 +266,7 @@ def bogus_huffman_table(tile: bytes) -> bytes:
     [
         (bogus_huffman_table, "IJG libjpeg 9f could not decode"),  # libjpeg fails after its header: caught
         (lambda t: t.replace(b"\xff\xda", b"\xff\xd9", 1), "missing SOS"),  # header check fails: libjpeg-turbo
-        (lambda t: b"\xff\xd8" + bytes(30), "no image"),
+        (lambda _t: b"\xff\xd8" + bytes(30), "no image"),
     ],
     ids=["bogus-huffman-table", "no-sos", "no-header"],
 )

@@ -25,7 +25,7 @@ def test_coalesced_ranges_cover_every_input_byte_once(ranges, gap, max_bytes):
     for start, end, members in merged:
         for i in members:
             assert start <= ranges[i][0] and ranges[i][1] <= end
-        assert end - start <= max(max_bytes, max(ranges[i][1] - ranges[i][0] for i in members))
+        assert end - start <= max(max_bytes, *(ranges[i][1] - ranges[i][0] for i in members))
     starts = [m[0] for m in merged]
     assert starts == sorted(starts)
 

@@ -102,7 +102,7 @@ def test_a_point_chunk_reads_each_touched_tile_once_and_serves_each_point_once(p
     np.testing.assert_array_equal(pts_set.rows, r[on])
     np.testing.assert_array_equal(pts_set.cols, c[on])
     plane = sample * image.tiles_across * image.tiles_down if planar == 2 else 0
-    want_tiles = sorted({int(rr // 256 * image.tiles_across + cc // 256 + plane) for rr, cc in zip(r[on], c[on])})
+    want_tiles = sorted({int(rr // 256 * image.tiles_across + cc // 256 + plane) for rr, cc in zip(r[on], c[on], strict=True)})
     assert list(chunk.tiles) == want_tiles  # each touched tile once, no other
     served = np.sort(np.concatenate([pts_set.by_tile[(0, t)] for t in chunk.tiles]))
     np.testing.assert_array_equal(served, np.arange(len(pts_set)))  # every slot served by exactly one tile
@@ -223,7 +223,7 @@ def test_gathered_values_and_validity_equal_rasterio_sample(local_files, name):
             slots = chunk.points.index
             r, c = rowcol(src.transform, xs, ys)
             assert slots.tolist() == np.flatnonzero((r >= 0) & (r < H) & (c >= 0) & (c < W)).tolist()
-            want = np.ma.array([v for v in src.sample(list(zip(xs[slots], ys[slots])), indexes=band, masked=True)])
+            want = np.ma.array(list(src.sample(list(zip(xs[slots], ys[slots], strict=True)), indexes=band, masked=True)))
             np.testing.assert_array_equal(np.ma.getmaskarray(values), np.ma.getmaskarray(want)[:, 0])
             ok = ~np.ma.getmaskarray(values)
             np.testing.assert_array_equal(values.data[ok], want.data[:, 0][ok])
@@ -243,7 +243,7 @@ def _pick_case():
     rows = np.array([10.0, 10.0, 600.0, 10.0, 650.0])
     inside = {0: np.arange(5), 1: np.arange(5), 2: np.arange(4)}
     reqs = [_request(header, cols[idx], rows[idx], key=(ri, b)) for ri, idx in inside.items() for b in ("x", "y")]
-    times = np.array([dt.datetime(2024, m, 1, tzinfo=dt.timezone.utc).timestamp() * 1e6 for m in (3, 1, 5)],
+    times = np.array([dt.datetime(2024, m, 1, tzinfo=dt.UTC).timestamp() * 1e6 for m in (3, 1, 5)],
                      dtype=np.int64)
     rank = np.argsort(np.argsort(times))  # records ordered by datetime: 1, 0, 2
     return plan_read(reqs), inside, rank, times
@@ -311,13 +311,13 @@ def test_x_y_columns_are_read_loosely_and_projected_once():
     table = pa.table({"e": pa.array([600005, 600015], pa.int32()), "n": ["4999995.5", "4999985"]})
     pts = to_points(table, CRS.from_epsg(32633), x_column="e", y_column="n")
     assert pts.x.tolist() == [600005.0, 600015.0] and pts.y.tolist() == [4999995.5, 4999985.0]
-    assert (10 < pts.lon).all() and (pts.lon < 20).all() and (44 < pts.lat).all() and (pts.lat < 46).all()
+    assert (pts.lon > 10).all() and (pts.lon < 20).all() and (pts.lat > 44).all() and (pts.lat < 46).all()
 
 
 def test_dates_are_read_as_utc_microseconds():
-    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
     us = int(when.timestamp() * 1e6)
-    midnight = int(dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc).timestamp() * 1e6)
+    midnight = int(dt.datetime(2024, 5, 1, tzinfo=dt.UTC).timestamp() * 1e6)
     geometry = [shapely.to_wkb(shapely.Point(1, 1))]
     for column, want in [
         (pa.array([when], pa.timestamp("us", tz="UTC")), us),

@@ -108,7 +108,7 @@ ALIGNED = {  # dst transform, shape: integer shifts and 2x / 0.5x resolutions, s
 
 
 @pytest.mark.parametrize("grid", ALIGNED)
-@pytest.mark.parametrize("dtype, nodata", [("uint16", None), ("uint16", 0), ("float32", None), ("float32", -9999.0)])
+@pytest.mark.parametrize(("dtype", "nodata"), [("uint16", None), ("uint16", 0), ("float32", None), ("float32", -9999.0)])
 def test_same_crs_aligned_nearest_is_exact(grid: str, dtype: str, nodata: float | None) -> None:
     src = smooth(dtype, nodata=nodata)
     transform, shape = ALIGNED[grid]
@@ -117,7 +117,7 @@ def test_same_crs_aligned_nearest_is_exact(grid: str, dtype: str, nodata: float 
 
 
 @pytest.mark.parametrize("grid", ALIGNED)
-@pytest.mark.parametrize("dtype, nodata", [("uint16", None), ("int16", -32768), ("float32", float("nan"))])
+@pytest.mark.parametrize(("dtype", "nodata"), [("uint16", None), ("int16", -32768), ("float32", float("nan"))])
 def test_same_crs_aligned_bilinear(grid: str, dtype: str, nodata: float | None) -> None:
     src = smooth(dtype, nodata=nodata)
     transform, shape = ALIGNED[grid]
@@ -134,7 +134,7 @@ def test_same_crs_aligned_bilinear(grid: str, dtype: str, nodata: float | None) 
 
 
 @pytest.mark.parametrize("dst_crs", ["EPSG:32633", "EPSG:4326", "EPSG:3857", "EPSG:3035"])
-@pytest.mark.parametrize("dtype, nodata", [("uint16", None), ("uint16", 0), ("float32", -9999.0)])
+@pytest.mark.parametrize(("dtype", "nodata"), [("uint16", None), ("uint16", 0), ("float32", -9999.0)])
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
 def test_reprojection_matches_rasterio(dst_crs: str, dtype: str, nodata: float | None, resampling: str) -> None:
     """Nearest: >= 99.9% identical; bilinear: within one value step; data masks >= 99.9% identical.
@@ -200,7 +200,7 @@ def test_exact_transform_differs_from_gdal_only_at_pixel_edges() -> None:
 
 
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
-@pytest.mark.parametrize("src_nodata, dst_nodata", [(0, None), (0, 9), (None, 7), (None, None), (65535, 65535)])
+@pytest.mark.parametrize(("src_nodata", "dst_nodata"), [(0, None), (0, 9), (None, 7), (None, None), (65535, 65535)])
 def test_nodata_and_outside_match_rasterio(resampling: str, src_nodata: int | None, dst_nodata: int | None) -> None:
     """Fill where rasterio fills: off the source, on src_nodata, with rasterio's default dst_nodata."""
     src = smooth("uint16", nodata=src_nodata if src_nodata is not None else 0)
@@ -241,7 +241,7 @@ def test_the_planned_source_window_reads_like_the_whole_raster(dst_crs: str, res
     transform, width, height = plan_target_grid((x.min(), y.min(), x.max(), y.max()), crs=dst_crs, resolution=res)
     grid = {"dst_transform": transform, "dst_crs": dst_crs, "dst_shape": (height, width)}
     row0, col0, h, w = plan_source_window(src_transform=SRC_TRANSFORM, src_crs=SRC_CRS, resampling=resampling, **grid)
-    assert 0 < row0 and row0 + h < SRC_SHAPE[0] and 0 < col0 and col0 + w < SRC_SHAPE[1]
+    assert row0 > 0 and row0 + h < SRC_SHAPE[0] and col0 > 0 and col0 + w < SRC_SHAPE[1]
     window = src[row0 : row0 + h, col0 : col0 + w]
     window_transform = (a, 0.0, c + col0 * a, 0.0, e, f + row0 * e)
     expected = rio(src, transform, dst_crs, (height, width), resampling, src_nodata=0)
@@ -297,7 +297,7 @@ def test_pixels_that_fail_alone_get_the_fill() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    ("kwargs", "error"),
     [
         ({"dst_transform": (math.nan, 0, 0, 0, -1, 0)}, GeometryError),
         ({"dst_transform": (1, 0, 0, 0, 0, 0)}, GeometryError),
@@ -340,7 +340,7 @@ def test_unsupported_dtype_is_a_config_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "src_crs, transform, dst_crs",
+    ("src_crs", "transform", "dst_crs"),
     [
         (SRC_CRS, SRC_TRANSFORM, "EPSG:4326"),
         (SRC_CRS, SRC_TRANSFORM, "EPSG:3857"),

@@ -24,10 +24,7 @@ def masked_windows(draw: st.DrawFn) -> np.ma.MaskedArray:
     """A window of any dtype, any shape, with any mask (none, some, all); floats may hold NaN and infinities."""
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     shape = draw(hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12))
-    if dtype.kind == "f":
-        elements = st.floats(allow_nan=True, allow_infinity=False, width=dtype.itemsize * 8)
-    else:
-        elements = None
+    elements = st.floats(allow_nan=True, allow_infinity=False, width=dtype.itemsize * 8) if dtype.kind == "f" else None
     data = draw(hnp.arrays(dtype, shape, elements=elements))
     mask = draw(st.one_of(st.just(np.zeros(shape, bool)), st.just(np.ones(shape, bool)),
                           hnp.arrays(np.bool_, shape)))

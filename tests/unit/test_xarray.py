@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
 from rasteret_core._xarray import check_mosaic, group_records, mosaic_layers, resolve_chunks
 from rasteret_core.errors import PlanningError
-
-UTC = timezone.utc
 
 
 def test_records_group_by_their_utc_date():
@@ -20,7 +18,7 @@ def test_records_group_by_their_utc_date():
         datetime(2024, 5, 1, 10, tzinfo=UTC),
         datetime(2024, 5, 2, 1, 30, tzinfo=cest),  # 1 May, 23:30 UTC
         datetime(2024, 5, 2, 0, 10, tzinfo=UTC),
-        datetime(2024, 5, 2, 0, 20),  # naive: UTC
+        datetime(2024, 5, 2, 0, 20),  # noqa: DTZ001 - naive: UTC
     ]
     assert group_records(times, "date") == ([[0, 1], [2, 3]], [date(2024, 5, 1), date(2024, 5, 2)])
     assert group_records(times, "all") == ([[0, 1, 2, 3]], [None])
