@@ -378,8 +378,9 @@ class Collection:
                         date_column=date_column, match=match)  # every check before any I/O
         if len(pts):  # the records whose footprints meet the points' bounds (pruned through Delta when loaded)
             pad = 1e-9
-            near = self.subset(bbox=(float(pts.lon.min()) - pad,  # noqa: SLF001 - a Collection's own table float(pts.lat.min()) - pad,
-                                     float(pts.lon.max()) + pad, float(pts.lat.max()) + pad))._table
+            bbox = (float(pts.lon.min()) - pad, float(pts.lat.min()) - pad,
+                    float(pts.lon.max()) + pad, float(pts.lat.max()) + pad)
+            near = self.subset(bbox=bbox)._table  # noqa: SLF001 - a Collection's own table
         else:
             near = self.subset(ids=[])._table  # noqa: SLF001 - a Collection's own table
         return sample_table(near, table, pts, band_list, settings=self.settings, match=match, masked=masked)

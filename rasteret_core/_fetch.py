@@ -280,7 +280,7 @@ def read_plan(
         for outcome in (checked, arrays):
             if isinstance(outcome, BaseException):
                 raise outcome
-        return arrays, stores.stats  # type: ignore[return-value]
+        return arrays, stores.stats
 
     return with_stores(settings, go)
 
@@ -323,7 +323,7 @@ def reduce_plan(
         for outcome in (checked, reduced):
             if isinstance(outcome, BaseException):
                 raise outcome
-        return reduced, stores.stats  # type: ignore[return-value]
+        return reduced, stores.stats
 
     return with_stores(settings, go)
 

@@ -412,7 +412,7 @@ def header_from_dict(d: dict[str, Any], *, uri: str) -> TiffHeader:
         bigtiff=d["bigtiff"],
         images=images,
         crs=d["crs"],
-        transform=tuple(transform) if transform is not None else None,  # type: ignore[arg-type]
+        transform=tuple(transform) if transform is not None else None,
         nodata=d["nodata"],
         pixel_is_point=bool(d["pixel_is_point"]),
         gdal_metadata=d["gdal_metadata"],
