@@ -31,7 +31,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 
-from ._header import ImageInfo
+from ._header import ByteOrder, ImageInfo
 from .errors import DecodeError, UnsupportedTiffError
 
 __all__ = ["check_supported", "decode_tile"]
@@ -56,7 +56,7 @@ _IMAGE_CODECS = {  # these return pixels
     50002: "JPEGXL",  # GDAL's code
 }
 _BITS_READ = (1, 8, 16, 32, 64)  # 1-bit (masks, bilevel images) unpacks to uint8 0/1, as GDAL reads it
-_NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
+_NATIVE_ORDER: ByteOrder = "<" if sys.byteorder == "little" else ">"
 
 
 def check_supported(image: ImageInfo, *, uri: str) -> None:
@@ -114,7 +114,7 @@ def check_supported(image: ImageInfo, *, uri: str) -> None:
 
 
 def decode_tile(
-    data: bytes, image: ImageInfo, *, byte_order: str, uri: str, tile: int, offset: int | None = None
+    data: bytes, image: ImageInfo, *, byte_order: ByteOrder, uri: str, tile: int, offset: int | None = None
 ) -> np.ndarray:
     """Decode the bytes of one tile (or strip) of ``image``.
 
@@ -142,6 +142,7 @@ def decode_tile(
     samples = image.samples_per_pixel if image.planar_config == 1 else 1
     shape = (image.tile_height, image.tile_width, samples)
     row_bytes = -(-image.tile_width * samples * image.bits_per_sample // 8)
+    decoded: np.ndarray | bytes
     try:
         if image.compression in _IMAGE_CODECS:
             decoded = _IMAGE_DECODERS[image.compression](data, image, samples, byte_order)
@@ -185,7 +186,7 @@ def decode_tile(
 
 
 def _unpack(
-    buffer: bytes, image: ImageInfo, shape: tuple[int, int, int], byte_order: str, row_bytes: int
+    buffer: bytes, image: ImageInfo, shape: tuple[int, int, int], byte_order: ByteOrder, row_bytes: int
 ) -> np.ndarray:
     """View ``buffer`` as pixels ``[row, column, sample]`` and undo the predictor."""
     count = int(np.prod(shape))
@@ -207,7 +208,7 @@ def _unpack(
     return pixels
 
 
-def _decode_jpeg(data: bytes, image: ImageInfo, samples: int, byte_order: str) -> np.ndarray:
+def _decode_jpeg(data: bytes, image: ImageInfo, samples: int, byte_order: ByteOrder) -> np.ndarray:
     if image.photometric == 6 and samples == 3:
         # YCbCr: IJG libjpeg 9, as GDAL. A header outside the form checked below (never written by
         # libtiff, libjpeg or libjpeg-turbo) decodes with libjpeg-turbo instead: close, not exact.
@@ -400,12 +401,12 @@ def _dht_ok(body: bytes) -> bool:
     return pos == len(body)
 
 
-def _decode_webp(data: bytes, image: ImageInfo, samples: int, byte_order: str) -> np.ndarray:
+def _decode_webp(data: bytes, image: ImageInfo, samples: int, byte_order: ByteOrder) -> np.ndarray:
     # GDAL may drop an all-opaque alpha channel from a WebP tile; ask for it back.
     return imagecodecs.webp_decode(data, hasalpha=samples == 4 or None)
 
 
-def _decode_lerc(data: bytes, image: ImageInfo, samples: int, byte_order: str) -> np.ndarray:
+def _decode_lerc(data: bytes, image: ImageInfo, samples: int, byte_order: ByteOrder) -> np.ndarray:
     """Decode a LERC (or LERC_DEFLATE / LERC_ZSTD) tile as libtiff does.
 
     libtiff stores float NaNs as LERC masks: one mask for the tile (or one per
@@ -431,7 +432,7 @@ def _decode_lerc(data: bytes, image: ImageInfo, samples: int, byte_order: str) -
     return pixels
 
 
-_IMAGE_DECODERS: dict[int, Callable[[bytes, ImageInfo, int, str], np.ndarray]] = {
+_IMAGE_DECODERS: dict[int, Callable[[bytes, ImageInfo, int, ByteOrder], np.ndarray]] = {
     7: _decode_jpeg,
     34712: lambda data, image, samples, byte_order: imagecodecs.jpeg2k_decode(data),
     34887: _decode_lerc,

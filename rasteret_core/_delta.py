@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -129,9 +129,11 @@ def _morton(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF)
         v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F)
         v = (v | (v << np.uint64(2))) & np.uint64(0x33333333)
-        return (v | (v << np.uint64(1))) & np.uint64(0x55555555)
+        spread_bits: np.ndarray = (v | (v << np.uint64(1))) & np.uint64(0x55555555)
+        return spread_bits
 
-    return spread(x) | (spread(y) << np.uint64(1))
+    key: np.ndarray = spread(x) | (spread(y) << np.uint64(1))
+    return key
 
 
 def cluster_order(table: pa.Table) -> pa.Array:
@@ -147,7 +149,8 @@ def cluster_order(table: pa.Table) -> pa.Array:
     def centre(lo: str, hi: str, span: float) -> np.ndarray:
         mid = pc.divide(pc.add(pc.struct_field(bb, lo), pc.struct_field(bb, hi)), 2.0)
         values = pc.fill_null(mid, span / 2).to_numpy(zero_copy_only=False)
-        return np.clip((values + span / 2) / span * 65535, 0, 65535)
+        grid: np.ndarray = np.clip((values + span / 2) / span * 65535, 0, 65535)
+        return grid
 
     key = _morton(centre("xmin", "xmax", 360.0), centre("ymin", "ymax", 180.0))
     keys = pa.table({"m": month, "z": pa.array(key)})
@@ -183,17 +186,21 @@ def write_table(
     """
     collection = _is_collection(table)
     data = _prepare(table)
+    schema_mode: Literal["merge", "overwrite"] | None = (
+        "merge" if mode == "append" else "overwrite" if mode == "overwrite" else None
+    )
     try:
         write_deltalake(
             uri,
             data,
             mode=mode,
-            schema_mode={"append": "merge", "overwrite": "overwrite"}.get(mode),
+            schema_mode=schema_mode,
             storage_options=_options(uri, settings),
             partition_by=[MONTH] if collection else None,
             configuration=COLLECTION_CONFIGURATION if collection else None,
             target_file_size=TARGET_FILE_SIZE if collection else None,
-            writer_properties=_WRITER if collection else None,
+            # None (the default) is what write_deltalake takes for "none"; its overloads leave it out
+            writer_properties=_WRITER if collection else cast("WriterProperties", None),
             commit_properties=_commit(operation, metadata),
         )
         version = DeltaTable(uri, storage_options=_options(uri, settings)).version()

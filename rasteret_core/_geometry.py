@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
+from shapely.geometry.base import BaseGeometry
 
 from .errors import CollectionError, GeometryError, SchemaError
 
@@ -35,17 +36,20 @@ __all__ = [
 
 GeometryLike = Any  # shapely geometry | bytes (WKB) | Mapping (GeoJSON) | bbox tuple | __geo_interface__
 
+_G = TypeVar("_G", bound=shapely.Geometry)
+
 CRS84 = CRS.from_user_input("OGC:CRS84")
 
 
-def to_geometry(obj: GeometryLike) -> shapely.Geometry:
+def to_geometry(obj: GeometryLike) -> BaseGeometry:
     """Normalise one geometry input to a valid shapely geometry.
 
     Raises:
         GeometryError: the input is not a geometry, is empty, or is invalid.
     """
+    geom: BaseGeometry | None
     try:
-        if isinstance(obj, shapely.Geometry):
+        if isinstance(obj, BaseGeometry):  # the one subclass of shapely.Geometry: every shapely geometry
             geom = obj
         elif isinstance(obj, (bytes, bytearray, memoryview)):
             geom = shapely.from_wkb(bytes(obj))
@@ -53,7 +57,7 @@ def to_geometry(obj: GeometryLike) -> shapely.Geometry:
             geom = shapely.from_geojson(obj) if obj.lstrip().startswith("{") else shapely.from_wkt(obj)
         elif isinstance(obj, Mapping):
             mapping = obj.get("geometry", obj) if obj.get("type") == "Feature" else obj
-            geom = shapely.geometry.shape(mapping)
+            geom = shapely.geometry.shape(mapping)  # type: ignore[arg-type]  # stub wants dict; shape() reads any Mapping
         elif hasattr(obj, "__geo_interface__"):
             geom = shapely.geometry.shape(obj.__geo_interface__)
         elif isinstance(obj, Sequence) and len(obj) == 4 and all(isinstance(v, (int, float)) for v in obj):
@@ -93,8 +97,9 @@ def _transformer(src: str, dst: str) -> Transformer:
     return Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
 
 
-def reproject(geom: shapely.Geometry, src: CRS, dst: CRS) -> shapely.Geometry:
+def reproject(geom: shapely.Geometry, src: CRS, dst: CRS) -> BaseGeometry:
     """Transform a geometry's vertices from ``src`` to ``dst`` (x/y = lon/lat order)."""
+    assert isinstance(geom, BaseGeometry)  # every shapely geometry is one (shapely.Geometry lacks .bounds)
     if src.is_geographic:
         xmin, ymin, xmax, ymax = geom.bounds
         if xmin < -360 or xmax > 360 or ymin < -90 or ymax > 90:
@@ -162,7 +167,7 @@ def inverse_affine(t: Sequence[float]) -> tuple[float, float, float, float, floa
     return (ra, rb, -c * ra - f * rb, rd, re, -c * rd - f * re)
 
 
-def apply_affine(t: Sequence[float], geom: shapely.Geometry) -> shapely.Geometry:
+def apply_affine(t: Sequence[float], geom: _G) -> _G:
     """Apply an affine ``(a, b, c, d, e, f)`` to every vertex of ``geom``."""
     a, b, c, d, e, f = t
     return shapely.transform(geom, lambda xy: np.column_stack((xy[:, 0] * a + xy[:, 1] * b + c, xy[:, 0] * d + xy[:, 1] * e + f)))

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
-__all__ = ["ImageInfo", "TiffHeader", "gdal_metadata_items"]
+__all__ = ["ByteOrder", "ImageInfo", "TiffHeader", "gdal_metadata_items"]
+
+ByteOrder = Literal["<", ">"]
+"""A TIFF file's byte order, as numpy spells it: ``"<"`` little endian (II), ``">"`` big endian (MM)."""
 
 
 def gdal_metadata_items(xml: str | None) -> dict[tuple[int | None, str], str]:
@@ -122,7 +126,7 @@ class TiffHeader:
     """A parsed GeoTIFF header: every image, georeferencing and nodata."""
 
     uri: str
-    byte_order: str  # "<" little endian (II), ">" big endian (MM)
+    byte_order: ByteOrder  # "<" little endian (II), ">" big endian (MM)
     bigtiff: bool
     images: tuple[ImageInfo, ...]  # images[0] is the full resolution; then file order
     crs: str | None  # "EPSG:<code>", else WKT; None when the file has no GeoKeys

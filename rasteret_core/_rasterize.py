@@ -45,6 +45,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from .errors import GeometryError
 
@@ -71,6 +72,7 @@ def rasterize_mask(
     Raises:
         GeometryError: ``transform`` cannot be inverted.
     """
+    assert geometry is None or isinstance(geometry, BaseGeometry)  # every shapely geometry is one
     if geometry is None or geometry.geom_type == "Point":
         return np.ones((height, width), dtype=bool)
     out = np.zeros((height, width), dtype=bool)
@@ -204,11 +206,12 @@ def _is_clockwise(coords: np.ndarray, starts: np.ndarray) -> np.ndarray:
     nxt = np.where(v + 1 - begin >= size, begin, v + 1)
 
     def near(i: np.ndarray) -> np.ndarray:
-        return (np.abs(x[i] - x[v]) < 1e-5) & (np.abs(y[i] - y[v]) < 1e-5)
+        close: np.ndarray = (np.abs(x[i] - x[v]) < 1e-5) & (np.abs(y[i] - y[v]) < 1e-5)
+        return close
 
     dx0, dy0, dx1, dy1 = x[prev] - x[v], y[prev] - y[v], x[nxt] - x[v], y[nxt] - y[v]
     cross = dx1 * dy0 - dx0 * dy1
-    clockwise = cross < 0
+    clockwise: np.ndarray = cross < 0
     for r in np.flatnonzero(repeated | near(prev) | near(nxt) | (cross == 0)):  # degenerate rings only
         rx, ry = x[starts[r] : starts[r + 1]], y[starts[r] : starts[r + 1]]
         terms = np.concatenate([[rx[0] * (ry[1] - ry[-1])], rx[1:-1] * (ry[2:] - ry[:-2]), [rx[-1] * (ry[0] - ry[-2])]])
@@ -347,7 +350,8 @@ def _walk_edges(
     def on_boundary(p: np.ndarray, q: np.ndarray) -> np.ndarray:
         if not intersect_only:
             return np.zeros(len(p), dtype=bool)
-        return (np.abs(p - np.rint(p)) < _EPS_INTERSECT) & (np.abs(q - np.rint(q)) < _EPS_INTERSECT)
+        on: np.ndarray = (np.abs(p - np.rint(p)) < _EPS_INTERSECT) & (np.abs(q - np.rint(q)) < _EPS_INTERSECT)
+        return on
 
     # Within one column: burn that column from floor(ylo) to floor(yhi - eps).
     column = (np.floor(x1) == np.floor(x2)) | (np.abs(x1 - x2) < _AXIS)
@@ -436,6 +440,8 @@ def _walk(out: np.ndarray, x: np.ndarray, y: np.ndarray, x_end: np.ndarray, y_en
 
 def _bresenham(out: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray) -> None:
     """GDALdllImageLine: Bresenham's pixels of each segment, from floor of its ends, both ends burned."""
+    height: int
+    width: int
     height, width = out.shape
     ix0, iy0, ix1, iy1 = (np.floor(v).astype(np.int64) for v in (x1, y1, x2, y2))
     dx, dy = np.abs(ix1 - ix0), np.abs(iy1 - iy0)

@@ -215,7 +215,7 @@ _GEOPARQUET_TYPES = {
 
 def geo_metadata(table: pa.Table) -> dict[str, Any]:
     """The GeoParquet ``geo`` metadata of a collection table, with its geometry types and extent."""
-    meta = json.loads(json.dumps(GEO_METADATA))
+    meta: dict[str, Any] = json.loads(json.dumps(GEO_METADATA))  # a deep copy
     column = meta["columns"]["geometry"]
     if table.num_rows:
         kinds = shapely.get_type_id(shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False)))
@@ -244,7 +244,10 @@ def _canonical_type(have: pa.DataType, want: pa.DataType) -> pa.DataType:
 
 
 def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)
+    listed: bool = (
+        pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)
+    )
+    return listed
 
 
 def _plain(t: pa.DataType) -> pa.DataType:

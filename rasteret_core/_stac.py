@@ -106,8 +106,9 @@ def search(
         client = Client.open(stac_api)
         server_query = bool(query) and client.conforms_to(ConformanceClasses.QUERY)
         found = client.search(
-            collections=[collections] if isinstance(collections, str) else collections,
-            bbox=bbox,
+            # pystac-client reads any iterable here; its annotations want a list
+            collections=[collections] if isinstance(collections, str) else None if collections is None else list(collections),
+            bbox=None if bbox is None else list(bbox),
             datetime=datetime,
             intersects=intersects,
             query=dict(query) if server_query and query else None,

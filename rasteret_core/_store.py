@@ -99,7 +99,7 @@ class _LocalStore:
 class _HTTPStore:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -159,7 +159,7 @@ class _S3Store:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._stack = contextlib.AsyncExitStack()
-        self._s3 = None
+        self._s3: Any = None  # aiobotocore's S3 client (untyped), opened on first use
         self._lock = asyncio.Lock()
 
     async def _client(self) -> Any:  # aiobotocore's S3 client (untyped)
@@ -200,7 +200,8 @@ class _S3Store:
         try:
             resp = await s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **self._extra())
             async with resp["Body"] as body:
-                return await body.read()
+                data: bytes = await body.read()
+                return data
         except Exception as exc:  # botocore raises ClientError subclasses; map them
             _raise_s3(exc, uri)
             raise
@@ -312,11 +313,12 @@ class Stores:
     def _backend(self, uri: str) -> ByteStore:
         scheme = scheme_of(uri)
         if scheme not in self._backends:
-            self._backends[scheme] = {
+            factories: dict[str, Callable[[], ByteStore]] = {
                 "s3": lambda: _S3Store(self.settings),
                 "http": lambda: _HTTPStore(self.settings),
                 "file": _LocalStore,
-            }[scheme]()
+            }
+            self._backends[scheme] = factories[scheme]()
         return self._backends[scheme]
 
     async def get_range(self, uri: str, start: int, end: int) -> bytes:

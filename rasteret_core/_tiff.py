@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from ._geokeys import GT_RASTER_TYPE, CrsSource, GeoKeys, parse_geokeys, resolve_catalog_crs, resolve_crs
-from ._header import ImageInfo, TiffHeader
+from ._header import ByteOrder, ImageInfo, TiffHeader
 from ._store import ByteStore
 from .errors import TiffFormatError, UnresolvedCRSError, UnsupportedTiffError
 
@@ -244,11 +245,11 @@ class _Reader:
 class _Layout:
     """Byte order and classic/BigTIFF sizes of one file."""
 
-    byte_order: str  # "<" or ">"
+    byte_order: ByteOrder
     bigtiff: bool
 
     @property
-    def endian(self) -> str:
+    def endian(self) -> Literal["little", "big"]:
         return "little" if self.byte_order == "<" else "big"
 
     @property
@@ -278,7 +279,7 @@ class _Entry:
 
 async def _read_layout(reader: _Reader) -> _Layout:
     head = await reader.read(0, 8)
-    marks = {b"II": "<", b"MM": ">"}
+    marks: dict[bytes, ByteOrder] = {b"II": "<", b"MM": ">"}
     if head[:2] not in marks:
         raise TiffFormatError(f"not a TIFF file (starts with {head[:4]!r})", uri=reader.uri)
     layout = _Layout(marks[head[:2]], bigtiff=False)
@@ -367,7 +368,8 @@ class _IFD:
         values = np.frombuffer(raw, np.dtype(code).newbyteorder(self.layout.byte_order))
         if per_value == 2:
             with np.errstate(divide="ignore", invalid="ignore"):
-                return values[0::2].astype(np.float64) / values[1::2]
+                ratios: np.ndarray = values[0::2].astype(np.float64) / values[1::2]
+                return ratios
         return values
 
     async def ints(self, tag: int) -> np.ndarray:

@@ -32,7 +32,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pyproj import CRS
@@ -80,7 +80,8 @@ def plan_target_grid(
         ConfigError: the resolution is not finite and positive.
     """
     target = _require_crs(crs, "crs")
-    xres, yres = (float(v) for v in ((resolution, resolution) if np.ndim(resolution) == 0 else resolution))
+    pair = cast("tuple[float, float]", (resolution, resolution) if np.ndim(resolution) == 0 else resolution)  # 0-d: a number
+    xres, yres = (float(v) for v in pair)
     if not (math.isfinite(xres) and math.isfinite(yres) and xres > 0 and yres > 0):
         raise ConfigError(f"resolution {resolution!r} must be positive and finite")
     minx, miny, maxx, maxy = (float(v) for v in bounds)
@@ -475,9 +476,9 @@ def _plan_chunks(
                 half = height // 2
                 todo += [(row_off, col_off, half, width), (row_off + half, col_off, height - half, width)]
             continue
-        scales = _kernel_scale(width, size_x, raw_x), _kernel_scale(height, size_y, raw_y)
-        if scales[0] is not None and scales[1] is not None:
-            chunks.append(_Chunk(row_off, col_off, height, width, scales))
+        scale_x, scale_y = _kernel_scale(width, size_x, raw_x), _kernel_scale(height, size_y, raw_y)
+        if scale_x is not None and scale_y is not None:
+            chunks.append(_Chunk(row_off, col_off, height, width, (scale_x, scale_y)))
     return chunks
 
 
@@ -609,11 +610,13 @@ def _approx_rows(mapper: _PixelMapper, chunk: _Chunk, max_error: float) -> tuple
 
 def _on_axis(p: np.ndarray, size: int) -> np.ndarray:
     """GDAL's test that a coordinate falls on the source: ``0 <= p`` and ``p + 1e-10 <= size``."""
-    return (p >= 0) & (p + _EPS <= size)
+    on: np.ndarray = (p >= 0) & (p + _EPS <= size)
+    return on
 
 
 def _inside(sx: np.ndarray, sy: np.ndarray, src_shape: tuple[int, int]) -> np.ndarray:
-    return _on_axis(sx, src_shape[1]) & _on_axis(sy, src_shape[0])
+    inside: np.ndarray = _on_axis(sx, src_shape[1]) & _on_axis(sy, src_shape[0])
+    return inside
 
 
 def _near_edge(sx: np.ndarray, sy: np.ndarray, src_shape: tuple[int, int]) -> np.ndarray:
@@ -718,7 +721,8 @@ class _Padded:
 
     def in_range(self, i: np.ndarray, axis: int) -> np.ndarray:
         """1.0 where pixel ``i`` along ``axis`` (0: x, 1: y) is in the source, else 0.0."""
-        return ((i >= 0) & (i < self.shape[1 - axis])).astype(float)
+        inside: np.ndarray = ((i >= 0) & (i < self.shape[1 - axis])).astype(float)
+        return inside
 
 
 def _bilinear4(src: _Padded, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -733,7 +737,8 @@ def _bilinear4(src: _Padded, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray
     wx0, wy0 = np.where(left, 1.0, wx0), np.where(top, 1.0, wy0)
     ix, iy = np.where(left, 0, ix), np.where(top, 0, iy)
     base = base + left + top * src.stride
-    acc = div = 0.0
+    acc: np.ndarray | float = 0.0
+    div: np.ndarray | float = 0.0
     for dy, wy in ((0, wy0), (1, 1.0 - wy0)):
         for dx, wx in ((0, wx0), (1, 1.0 - wx0)):
             idx = base + (dy * src.stride + dx)
@@ -741,6 +746,7 @@ def _bilinear4(src: _Padded, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray
             w = wx * wy * data
             acc = acc + src.values.take(idx) * w
             div = div + w
+    assert isinstance(div, np.ndarray)  # four taps of array weights were added
     ok = div >= 1e-5
     return np.where(div == 1.0, acc, acc / np.where(ok, div, 1.0)), ok
 
@@ -769,15 +775,18 @@ def _triangle(
         ]
 
     taps_x, taps_y = taps(ix, fx, radius[0], k[0], 0), taps(iy, fy, radius[1], k[1], 1)
-    acc = wsum = 0.0
+    acc: np.ndarray | float = 0.0
+    wsum: np.ndarray | float = 0.0
     for j, wy, in_y in taps_y:
-        row_acc = row_w = 0.0
+        row_acc: np.ndarray | float = 0.0
+        row_w: np.ndarray | float = 0.0
         for i, wx, in_x in taps_x:
             idx = base + (j * src.stride + i)
             row_acc = row_acc + src.values.take(idx) * wx
             row_w = row_w + wx * (in_x * in_y if src.mask is None else src.mask.take(idx))
         acc = acc + row_acc * wy
         wsum = wsum + row_w * wy
+    assert isinstance(wsum, np.ndarray)  # 2 * radius >= 2 taps of array weights per axis were added
     ok = wsum >= 1e-6
     if masked:  # GDAL leaves sums within 1e-5 of 1 undivided
         return np.where((wsum < 0.99999) | (wsum > 1.00001), acc / np.where(ok, wsum, 1.0), acc), ok
@@ -790,9 +799,10 @@ def _triangle(
 def _to_dtype(values: np.ndarray, dtype: np.dtype, dst_nodata: float | None) -> np.ndarray:
     """Cast bilinear results like GDAL: integers clamped and rounded half up, kept off ``dst_nodata``."""
     if dtype.kind == "f":
-        return values.astype(dtype)
+        floats: np.ndarray = values.astype(dtype)
+        return floats
     info = np.iinfo(dtype)
-    out = np.floor(np.clip(values, info.min, info.max) + 0.5).astype(dtype)
+    out: np.ndarray = np.floor(np.clip(values, info.min, info.max) + 0.5).astype(dtype)
     if dst_nodata is not None:
         out[out == dst_nodata] = info.min + 1 if dst_nodata == info.min else dtype.type(dst_nodata) - 1
     return out

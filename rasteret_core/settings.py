@@ -94,7 +94,7 @@ class Settings:
             raw = env.get(_PREFIX + f.name.upper())
             if raw is None:
                 continue
-            kind = type(f.default)
+            kind: type[Any] = type(f.default)
             try:
                 values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
             except ValueError as exc:

@@ -233,7 +233,8 @@ def _import_rasterio() -> ModuleType:
         raise ImportError(
             f"Writing the sample archive needs rasterio: {DEMO_EXTRA}"
         ) from exc
-    return rasterio
+    module: ModuleType = rasterio  # rasterio ships no type information: Any
+    return module
 
 
 def _write_scene(
