@@ -28,7 +28,7 @@ def task_runner(spec: str | None = None, *, n_workers: int = 2, threads_per_work
     """
     if spec in (None, "", "threads"):
         return ThreadPoolTaskRunner()
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
     if spec == "dask":
         return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": threads_per_worker,

@@ -106,6 +106,7 @@ def enrich_collection(
     run = str(flow_run.id or uuid.uuid4())
     selected = select_unenriched(uri, version=version, partition_size=partition_size, refresh=refresh)
     pinned, bounds = selected.base_version, selected.partitions(partition_size)
+    assert pinned is not None  # select_unenriched loads the collection from Delta: a committed version
     parsing = time.perf_counter()
     done = fan_out(
         parse_scene_headers,

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
 from . import _delta
 from ._enrich import enrich_records, raise_failures
@@ -177,7 +178,7 @@ class Collection:
             shapes.append(shapely.union_all([reproject(to_geometry(g), crs, CRS84) for g in many]))
         if self._lazy:
             # a footprint meets every shape, so its bbox overlaps the smallest shape's bounds
-            envelope = min((s.bounds for s in shapes), key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if shapes else None
+            envelope = min((_bounds(s) for s in shapes), key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if shapes else None
             t = _with_geo(self._snapshot.read(  # type: ignore[union-attr]
                 bbox=envelope, start=start, end=end, where=_all_of(conditions)))
         else:
@@ -570,6 +571,11 @@ class Collection:
         return self.uri
 
 
+def _bounds(geom: shapely.Geometry) -> tuple[float, float, float, float]:
+    assert isinstance(geom, BaseGeometry)  # every shapely geometry is one (shapely.Geometry lacks bounds)
+    return geom.bounds
+
+
 def _with_geo(table: pa.Table) -> pa.Table:
     meta = dict(table.schema.metadata or {})
     meta[b"geo"] = json.dumps(GEO_METADATA).encode()
@@ -654,7 +660,8 @@ def _window_array(value: pa.ListScalar, height: int, width: int, masked: bool) -
     """One ``data`` value of a read table as a 2-D array (masked where its values are null)."""
     values = value.values
     if not masked:
-        return values.to_numpy(zero_copy_only=False).reshape(height, width)
+        array: np.ndarray = values.to_numpy(zero_copy_only=False).reshape(height, width)
+        return array
     data = pc.fill_null(values, 0).to_numpy(zero_copy_only=False).reshape(height, width)
     return np.ma.MaskedArray(data, mask=values.is_null().to_numpy(zero_copy_only=False).reshape(height, width))
 

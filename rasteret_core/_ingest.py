@@ -241,7 +241,8 @@ def ingest_records(
     if uri is not None and selected.table.num_rows == 0:
         log.info("%s: all %d record(s) unchanged; nothing to commit", uri, table.num_rows)
         return load(uri, version=stored.version, settings=settings)
-    todo, skipped, parsed = selected.table, (), 0
+    skipped: tuple[HeaderFailure, ...] = ()
+    todo, parsed = selected.table, 0
     if enrich:
         result = enrich_records(todo, settings=settings)
         todo = drop_failures(result.table, result.failures, partial=partial)

@@ -16,16 +16,20 @@ import math
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import shapely
 from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
 from ._decode import check_supported
 from ._geometry import apply_affine, inverse_affine, reproject, reproject_xy, to_crs
 from ._header import ImageInfo, TiffHeader
 from .errors import PlanningError
+
+if TYPE_CHECKING:  # annotations only (postponed): no import-time dependence on the alias
+    from ._header import ByteOrder
 
 __all__ = [
     "ChunkPlan",
@@ -114,7 +118,7 @@ class ChunkPlan:
     uri: str
     image: ImageInfo
     ifd: int
-    byte_order: str
+    byte_order: ByteOrder
     sample: int
     window: Window
     transform: tuple[float, ...]  # of the window's pixel (0, 0), in the raster CRS
@@ -201,6 +205,7 @@ def plan_window(geometry: shapely.Geometry, transform: Sequence[float], width: i
     """
     px = apply_affine(inverse_affine(transform), geometry)
     cmin, rmin, cmax, rmax = shapely.bounds(px).tolist()
+    assert isinstance(geometry, BaseGeometry)  # every shapely geometry is one (shapely.Geometry lacks geom_type)
     if geometry.geom_type == "Point":
         row, col = math.floor(rmin), math.floor(cmin)
         inside = 0 <= row < height and 0 <= col < width
@@ -343,6 +348,7 @@ def plan_read(
                 raise PlanningError(f"{req.uri}: none of the points falls on the raster")
             chunks.append(point_chunk)
             continue
+        assert req.geometry is not None  # a request without points has a geometry (ChunkRequest.__post_init__)
         crs_key = (id(req.geometry), req.geometry_crs.to_wkt(), header.crs)
         if crs_key not in projected:  # one reprojection per geometry and raster CRS
             projected[crs_key] = reproject(req.geometry, req.geometry_crs, to_crs(header.crs))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -236,7 +236,8 @@ _NO_TIME = np.iinfo(np.int64).min
 
 def _record_times(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """Record datetimes as int64 microseconds since the epoch (UTC); ``_NO_TIME`` where null."""
-    return pa.array([r["datetime"] for r in rows], _US).cast(pa.int64()).fill_null(_NO_TIME).to_numpy()
+    times: np.ndarray = pa.array([r["datetime"] for r in rows], _US).cast(pa.int64()).fill_null(_NO_TIME).to_numpy()
+    return times
 
 
 def _points_in_footprints(rows: Sequence[Mapping[str, Any]], points: Points) -> dict[int, np.ndarray]:
@@ -267,7 +268,7 @@ def _output(
     band_pos = {band: i for i, band in enumerate(bands)}
     point, record, band, values, invalid = [], [], [], [], []
     for chunk, arr in zip(plan.chunks, arrays, strict=True):
-        ri, name = chunk.key  # type: ignore[misc]
+        ri, name = cast("tuple[int, str]", chunk.key)  # keyed (record, band) when planned
         assert chunk.points is not None
         point.append(inside[ri][chunk.points.index])
         record.append(np.full(len(chunk.points), ri, dtype=np.int64))
@@ -360,7 +361,7 @@ def _coordinate(table: pa.Table, column: str) -> np.ndarray:
     if arr.null_count:
         raise GeometryError(f"row {_first(arr.is_null())} of {column!r} has no coordinate")
     try:
-        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+        values: np.ndarray = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise SchemaError(f"column {column!r} ({arr.type}) does not hold numbers: {exc}") from exc
     _check_finite(values, values, column)
@@ -393,7 +394,8 @@ def _dates(table: pa.Table, column: str) -> np.ndarray:
             raise SchemaError(str(exc)) from exc
     else:
         raise SchemaError(f"column {column!r} ({kind}) does not hold dates; give timestamps, dates or ISO 8601 text")
-    return arr.cast(pa.int64()).to_numpy()
+    dates: np.ndarray = arr.cast(pa.int64()).to_numpy()
+    return dates
 
 
 def _first(flags: Any) -> int:

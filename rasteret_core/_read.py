@@ -15,13 +15,14 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
 from ._fetch import read_plan, reduce_plan
 from ._freshness import ObjectFacts, check_fresh
@@ -128,6 +129,7 @@ def footprints_meet(table: pa.Table, shape: shapely.Geometry) -> np.ndarray:
     """
     if table.num_rows == 0:
         return np.zeros(0, dtype=bool)
+    assert isinstance(shape, BaseGeometry)  # every shapely geometry is one (shapely.Geometry lacks bounds)
     xmin, ymin, xmax, ymax = shape.bounds
     bb = table["bbox"].combine_chunks()
     near = np.asarray(
@@ -169,6 +171,7 @@ def _records_meeting(table: pa.Table, geom: shapely.Geometry, crs: CRS) -> list[
     hits = table.filter(pa.array(footprints_meet(table, reproject(geom, crs, CRS84))))
     rows = sorted(hits.to_pylist(), key=_record_order)
     if not rows:
+        assert isinstance(geom, BaseGeometry)  # every shapely geometry is one (shapely.Geometry lacks bounds)
         raise NoRecordsError(
             f"no record's footprint meets the geometry (bounds {tuple(round(v, 6) for v in geom.bounds)} in "
             f"{crs.to_string()}); check geometry_crs= and the collection's extent"
@@ -195,6 +198,7 @@ def _target_grid(geom: shapely.Geometry, crs: CRS, first: TiffHeader, options: R
     resolution = options.resolution or default_resolution(
         transform, first.crs, target, first.image.width, first.image.height)
     projected = reproject(geom, crs, target)
+    assert isinstance(projected, BaseGeometry)  # every shapely geometry is one (shapely.Geometry lacks bounds)
     dst_transform, width, height = plan_target_grid(projected.bounds, crs=target, resolution=resolution)
     return TargetGrid(target, dst_transform, width, height, projected)
 
@@ -261,7 +265,7 @@ def read_stack(
     dtype = np.result_type(*(a.dtype for a in arrays))
     out = _empty((len(rows), len(bands), first.window.height, first.window.width), dtype, options.masked)
     for chunk, arr in zip(plan.chunks, arrays, strict=True):
-        out[chunk.key] = arr
+        out[cast("tuple[int, int]", chunk.key)] = arr  # keyed (record, band) in plan_stack
     return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), first.transform,
                  first.crs or "", first.fill, stats)
 
@@ -291,22 +295,22 @@ def _warp_stack(plan: ReadPlan, rows: list[dict[str, Any]], bands: Sequence[str]
     headers = {(ri, bi): asset_of(row, band)[1] for ri, row in enumerate(rows) for bi, band in enumerate(bands)}
     fills = {key: (h.nodata if h.nodata is not None else 0) for key, h in headers.items()}
     dtype = np.result_type(*(h.image.dtype for h in headers.values()))
-    out = _empty((len(rows), len(bands), grid.height, grid.width), dtype, True)
+    out = cast("np.ma.MaskedArray", _empty((len(rows), len(bands), grid.height, grid.width), dtype, True))
     for key in fills:
         out[key] = np.ma.masked  # records whose raster misses the target grid stay invalid
     for chunk, arr in zip(plan.chunks, arrays, strict=True):
-        out[chunk.key] = reproject_array(
+        chunk_key = cast("tuple[int, int]", chunk.key)  # keyed (record, band) in plan_stack
+        out[chunk_key] = reproject_array(
             arr, src_transform=chunk.transform, src_crs=chunk.crs, dst_transform=grid.transform, dst_crs=grid.crs,
             dst_shape=(grid.height, grid.width), resampling=options.resampling,
-            src_nodata=headers[chunk.key].nodata, dst_nodata=fills[chunk.key])
+            src_nodata=headers[chunk_key].nodata, dst_nodata=fills[chunk_key])
     outside = ~rasterize_mask(grid.geometry, grid.transform, grid.height, grid.width, options.all_touched)
     for key, fill in fills.items():
         out[key][outside] = np.ma.masked
-        out.data[key][out.mask[key]] = fill
-    if not options.masked:
-        out = out.data
+        out.data[key][np.ma.getmaskarray(out)[key]] = fill  # out's mask is a full array (see _empty)
+    data: np.ndarray = out if options.masked else out.data
     epsg = grid.crs.to_epsg()
-    return Stack(out, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), grid.transform,
+    return Stack(data, [r["id"] for r in rows], [r["datetime"] for r in rows], list(bands), grid.transform,
                  f"EPSG:{epsg}" if epsg else grid.crs.to_wkt(), next(iter(fills.values())), stats)
 
 
@@ -402,11 +406,12 @@ def read_aoi_table(
         dtypes = {r.header.image.dtype for r in requests} or {np.dtype("uint16")}  # uint16: a placeholder
         columns = {"pixels": pa.array([w[0] for w in windows], pa.int64()),
                    **stats_columns([w[1] for w in windows], names, np.result_type(*dtypes))}
-    out = aois.take(pa.array([c.key[0] for c in plan.chunks], pa.int64()))
+    keys = [cast("tuple[int, int, str]", c.key) for c in plan.chunks]  # keyed (aoi, record, band) above
+    out = aois.take(pa.array([k[0] for k in keys], pa.int64()))
     extra = {
-        "record_id": pa.array([rows[c.key[1]]["id"] for c in plan.chunks], pa.string()),
-        "datetime": pa.array([rows[c.key[1]]["datetime"] for c in plan.chunks], pa.timestamp("us", tz="UTC")),
-        "band": pa.array([c.key[2] for c in plan.chunks], pa.string()),
+        "record_id": pa.array([rows[k[1]]["id"] for k in keys], pa.string()),
+        "datetime": pa.array([rows[k[1]]["datetime"] for k in keys], pa.timestamp("us", tz="UTC")),
+        "band": pa.array([k[2] for k in keys], pa.string()),
         "crs": pa.array([c.crs for c in plan.chunks], pa.string()),
         "transform": pa.array([list(c.transform) for c in plan.chunks], pa.list_(pa.float64())),
         "height": pa.array([c.window.height for c in plan.chunks], pa.int32()),

@@ -30,8 +30,8 @@ __all__ = ["STATISTICS", "check_stats", "reduce_window", "stats_columns", "valid
 
 STATISTICS: tuple[str, ...] = ("count", "mean", "min", "max", "std", "median")
 
-_WIDER = {np.dtype("uint8"): np.dtype("int16"), np.dtype("uint16"): np.dtype("int32"),
-          np.dtype("uint32"): np.dtype("int64")}
+_WIDER: dict[np.dtype, np.dtype] = {np.dtype("uint8"): np.dtype("int16"), np.dtype("uint16"): np.dtype("int32"),
+                                     np.dtype("uint32"): np.dtype("int64")}
 
 
 def check_stats(stats: str | Sequence[str]) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -135,7 +135,8 @@ def resolve_chunks(chunks: Chunks, shape: tuple[int, int, int], dtype: np.dtype,
         asked = tuple(_chunk_size(dim, chunks.get(dim)) for dim in _DIMS)
     else:
         raise PlanningError(f"chunks must be 'auto' or a mapping of {_DIMS} to sizes, got {type(chunks).__name__}")
-    return tuple(normalize_chunks(asked, shape, dtype=dtype, previous_chunks=(1, *tile)))
+    chunked = normalize_chunks(asked, shape, dtype=dtype, previous_chunks=(1, *tile))  # type: ignore[no-untyped-call]  # dask leaves it unannotated
+    return tuple(chunked)
 
 
 def _chunk_size(dim: str, size: Any) -> int | str:
@@ -223,7 +224,7 @@ def stack_to_xarray(stack: Stack) -> Any:
     ``(time, y, x)``, record ids on ``id``, I/O counts in ``attrs`` (``requests``, ``bytes_read``).
     """
     masked = isinstance(stack.data, np.ma.MaskedArray)
-    values = _values(stack.data, stack.fill, True) if masked else stack.data  # as rioxarray's masked=True
+    values = _values(cast("np.ma.MaskedArray", stack.data), stack.fill, True) if masked else stack.data  # as rioxarray's masked=True
     return _dataset({band: values[:, bi] for bi, band in enumerate(stack.bands)}, as_float=masked, fill=stack.fill,
                     transform=stack.transform, crs=stack.crs, time=_time_coord(stack.datetimes),
                     ids=np.array(stack.record_ids, dtype=object),
@@ -233,7 +234,8 @@ def stack_to_xarray(stack: Stack) -> Any:
 def _mosaic_to_xarray(stack: Stack, mosaic: Mosaic, group_by: GroupBy, masked: bool) -> Any:
     groups, dates = group_records(stack.datetimes, group_by)
     as_float = masked or mosaic == "median"
-    layers = {band: _values(mosaic_layers(stack.data[:, bi], groups, mosaic), stack.fill, as_float)
+    data = cast("np.ma.MaskedArray", stack.data)  # read with masked=True (read_xarray)
+    layers = {band: _values(mosaic_layers(data[:, bi], groups, mosaic), stack.fill, as_float)
               for bi, band in enumerate(stack.bands)}
     if group_by == "all":
         layers = {band: values[0] for band, values in layers.items()}
@@ -322,8 +324,8 @@ def _lazy_dataset(table: pa.Table, geometry: GeometryLike, bands: Sequence[str],
                   geometry_crs: Any | None, options: ReadOptions, mosaic: Mosaic | None, group_by: GroupBy,
                   chunks: Chunks) -> Any:
     """Plan the whole read (pure: no request), then one dask block per (layers, band, window)."""
-    import dask
     import dask.array as da
+    from dask.delayed import delayed
 
     plan, rows, grid = plan_stack(table, geometry, bands, settings=settings, geometry_crs=geometry_crs,
                                   options=options)
@@ -331,7 +333,7 @@ def _lazy_dataset(table: pa.Table, geometry: GeometryLike, bands: Sequence[str],
         first = stack_grid(plan, rows, bands)
         dtype = np.result_type(*(c.image.dtype for c in plan.chunks))
         windows: dict[tuple[int, int], tuple[int, int]] | None = {
-            c.key: (c.window.row_off, c.window.col_off) for c in plan.chunks}  # type: ignore[misc]
+            cast("tuple[int, int]", c.key): (c.window.row_off, c.window.col_off) for c in plan.chunks}
         aoi: bytes | None = shapely.to_wkb(first.geometry) if first.geometry is not None else None
         transform, crs, height, width = first.transform, first.crs or "", first.window.height, first.window.width
         tile = (first.image.tile_height, first.image.tile_width)
@@ -346,6 +348,9 @@ def _lazy_dataset(table: pa.Table, geometry: GeometryLike, bands: Sequence[str],
         tile = (headers[0].image.tile_height, headers[0].image.tile_width)
         nodata = headers[0].nodata
         fill, resolution = (nodata if nodata is not None else 0), grid.transform[0]
+    layers: tuple[tuple[int, ...], ...]
+    time: np.ndarray | None
+    ids: np.ndarray | None
     if mosaic is None:
         layers = tuple((i,) for i in range(len(rows)))
         time, ids = _time_coord([r["datetime"] for r in rows]), np.array([r["id"] for r in rows], dtype=object)
@@ -365,14 +370,15 @@ def _lazy_dataset(table: pa.Table, geometry: GeometryLike, bands: Sequence[str],
         geometry_crs=geometry_crs, windows=windows, aoi=aoi, transform=tuple(transform), height=height,
         width=width, resolution=resolution)
     token = uuid.uuid4().hex
-    shared = dask.delayed(spec, name=f"rasteret-read-{token}", traverse=False)
+    shared = delayed(spec, name=f"rasteret-read-{token}", traverse=False)
     shape = (len(layers), height, width)
     asked = resolve_chunks(chunks, shape, out_dtype, tile)
     per_block = asked if grid is None else (asked[0], (height,), (width,))  # a warp runs on the whole grid
     variables = {}
     for bi, band in enumerate(bands):
-        arr = da.map_blocks(_read_block, shared, bi, chunks=per_block, dtype=out_dtype,
-                            meta=np.empty((0, 0, 0), out_dtype), name=f"rasteret-{bi}-{token}")
+        arr = da.map_blocks(  # type: ignore[no-untyped-call]  # dask leaves map_blocks unannotated
+            _read_block, shared, bi, chunks=per_block, dtype=out_dtype, meta=np.empty((0, 0, 0), out_dtype),
+            name=f"rasteret-{bi}-{token}")
         if per_block != asked:
             arr = arr.rechunk(asked)
         variables[band] = arr[0] if time is None else arr
@@ -392,7 +398,7 @@ def _read_block(spec: _LazyRead, band: int, block_info: dict[Any, Any] | None = 
         stack = read_stack(spec.table.take(pa.array(records, pa.int64())), spec.geometry, [spec.bands[band]],
                            settings=spec.settings, geometry_crs=spec.geometry_crs,
                            options=replace(spec.options, masked=True, resolution=spec.resolution))
-        data = stack.data[:, 0, y0:y1, x0:x1]
+        data = cast("np.ma.MaskedArray", stack.data[:, 0, y0:y1, x0:x1])  # read with masked=True
     where = {r: i for i, r in enumerate(records)}
     if spec.mosaic is None:
         data = data[[where[layer[0]] for layer in layers]]
@@ -430,7 +436,7 @@ def _read_window(spec: _LazyRead, records: Sequence[int], band: int, block: Wind
         invalid = np.ma.getmaskarray(arr) | ~inside
         values = np.ma.getdata(arr)
         values[invalid] = chunk.fill  # as the eager read fills pixels outside the geometry
-        out[chunk.key] = np.ma.MaskedArray(values, mask=invalid)
+        out[cast("int", chunk.key)] = np.ma.MaskedArray(values, mask=invalid)  # keyed by position above
     return out
 
 

@@ -15,7 +15,7 @@ torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -165,11 +165,12 @@ class CollectionDataset(GeoDataset):
         records = self.records.take(pa.array(hits["record"].to_numpy(), pa.int64()))
         options = ReadOptions(resampling=self.options.resampling, masked=True)
         stack = read_grid(records, self.bands, grid, settings=self.settings, options=options)
-        data = _merge_first(stack.data)
+        data = _merge_first(cast("np.ma.MaskedArray", stack.data))  # read with masked=True
         tensor = torch.from_numpy(_torch_compatible(data)).to(self.dtype)
         sample: dict[str, Any]
         if _TENSOR_BOUNDS:
-            sample = {"bounds": self._slice_to_tensor(query),
+            # only torchgeo versions with _slice_to_tensor (_TENSOR_BOUNDS); unused-ignore: those that declare it
+            sample = {"bounds": self._slice_to_tensor(query),  # type: ignore[attr-defined, unused-ignore]
                       "transform": torch.tensor([*transform, 0.0, 0.0, 1.0])}
         else:
             sample = {"crs": self.crs, "bounds": query}
@@ -210,7 +211,11 @@ def _resolution(res: float | tuple[float, float] | None, first: Any, dst: CRS) -
     suggests when ``first`` is on another CRS).
     """
     if res is not None:
-        xres, yres = (float(res), float(res)) if np.ndim(res) == 0 else (float(res[0]), float(res[1]))  # type: ignore[index]
+        if np.ndim(res) == 0:
+            xres = yres = float(cast("float", res))
+        else:
+            pair = cast("tuple[float, float]", res)
+            xres, yres = float(pair[0]), float(pair[1])
         if not (xres > 0 and yres > 0):
             raise PlanningError(f"res must be positive, got {res!r}")
         return xres, yres
