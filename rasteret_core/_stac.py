@@ -110,7 +110,7 @@ def search(
             collections=[collections] if isinstance(collections, str) else None if collections is None else list(collections),
             bbox=None if bbox is None else list(bbox),
             datetime=datetime,
-            intersects=intersects,
+            intersects=None if intersects is None else dict(intersects),  # pystac-client takes only a dict
             query=dict(query) if server_query and query else None,
             max_items=None if query and not server_query else max_items,
             limit=page_size,

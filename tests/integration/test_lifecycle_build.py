@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import types
 
 import numpy as np
 import pytest
@@ -50,6 +51,11 @@ def test_build_from_stac_with_bbox_datetime_intersects_query_and_a_band_map(stac
     assert meta["query_applied"] == "client" and meta["query"] == {"eo:cloud_cover": {"lt": 53}}
     assert (meta["inserted"], meta["updated"], meta["unchanged"]) == (2, 0, 0)
     np.testing.assert_array_equal(more.get_numpy(AOI, ["B04"]), col.get_numpy(AOI, ["B04"]))
+    frozen = types.MappingProxyType(dict(shapely.geometry.mapping(poly)))  # any GeoJSON mapping, not only a dict
+    same = rc.build_from_stac(stac_api=stac_api, collection="sentinel-2-l2a", uri=None, intersects=frozen,
+                              query={"eo:cloud_cover": {"lt": 53}}, bands={"B04": "red", "B08": "nir"}, enrich=False)
+    assert sorted(same.to_arrow()["id"].to_pylist()) == sorted(
+        r["id"] for r in more.to_arrow().to_pylist() if r["crs"] != "EPSG:32632")
 
 
 def test_the_same_ingestion_twice_commits_nothing_and_a_changed_item_updates_one_row(
