@@ -143,6 +143,10 @@ def decode_tile(
     shape = (image.tile_height, image.tile_width, samples)
     row_bytes = -(-image.tile_width * samples * image.bits_per_sample // 8)
     decoded: np.ndarray | bytes
+
+    def failure(message: str) -> DecodeError:
+        return DecodeError(message, uri=uri, tile=tile, codec=image.compression, offset=offset)
+
     try:
         if image.compression in _IMAGE_CODECS:
             decoded = _IMAGE_DECODERS[image.compression](data, image, samples, byte_order)
@@ -152,31 +156,17 @@ def decode_tile(
             codec: Callable[..., bytes] = getattr(imagecodecs, _BYTE_CODECS[image.compression].lower() + "_decode")
             decoded = codec(data, out=row_bytes * image.tile_height)
     except Exception as exc:  # imagecodecs raises RuntimeError subclasses, ValueError on bad input
-        raise DecodeError(
-            f"{type(exc).__name__}: {exc}", uri=uri, tile=tile, codec=image.compression, offset=offset
-        ) from exc
+        raise failure(f"{type(exc).__name__}: {exc}") from exc
 
     if isinstance(decoded, np.ndarray):
         pixels = decoded[..., np.newaxis] if decoded.ndim == 2 else decoded
         fits = pixels.ndim == 3 and pixels.shape[1:] == shape[1:] and 0 < pixels.shape[0] <= shape[0]
         if not fits or pixels.dtype != image.dtype:
-            raise DecodeError(
-                f"decoded {decoded.dtype} pixels of shape {decoded.shape}, expected {image.dtype} of {shape}",
-                uri=uri,
-                tile=tile,
-                codec=image.compression,
-                offset=offset,
-            )
+            raise failure(f"decoded {decoded.dtype} pixels of shape {decoded.shape}, expected {image.dtype} of {shape}")
     else:
         rows = min(len(decoded) // row_bytes, image.tile_height)
         if rows == 0 or (rows < image.tile_height and len(decoded) % row_bytes):
-            raise DecodeError(
-                f"decoded {len(decoded)} bytes, not whole rows of {row_bytes} bytes (tile {shape})",
-                uri=uri,
-                tile=tile,
-                codec=image.compression,
-                offset=offset,
-            )
+            raise failure(f"decoded {len(decoded)} bytes, not whole rows of {row_bytes} bytes (tile {shape})")
         pixels = _unpack(decoded, image, (rows, *shape[1:]), byte_order, row_bytes)
 
     out = np.empty((samples, image.tile_height, image.tile_width), image.dtype)

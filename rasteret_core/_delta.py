@@ -37,8 +37,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -189,7 +190,11 @@ def write_table(
     schema_mode: Literal["merge", "overwrite"] | None = (
         "merge" if mode == "append" else "overwrite" if mode == "overwrite" else None
     )
-    try:
+    with _delta_errors(
+        lambda exc: f"{uri}: cannot write the Delta table: {exc}",
+        before=((CommitFailedError,
+                 lambda exc: f"{uri}: commit failed ({exc}); another writer may have committed first, retry"),),
+    ):
         write_deltalake(
             uri,
             data,
@@ -204,12 +209,34 @@ def write_table(
             commit_properties=_commit(operation, metadata),
         )
         version = DeltaTable(uri, storage_options=_options(uri, settings)).version()
-    except CommitFailedError as exc:
-        raise CollectionError(f"{uri}: commit failed ({exc}); another writer may have committed first, retry") from exc
-    except (DeltaError, OSError) as exc:
-        raise CollectionError(f"{uri}: cannot write the Delta table: {exc}") from exc
     log.info("%s: committed version %d (%s, %d rows)", uri, version, operation, table.num_rows)
     return version
+
+
+@contextmanager
+def _delta_errors(
+    failed: Callable[[Exception], str],
+    *,
+    not_found: str | None = None,
+    before: Sequence[tuple[type[Exception], Callable[[Exception], str]]] = (),
+) -> Iterator[None]:
+    """Raise a :class:`CollectionError` for a delta-rs or I/O error in the block.
+
+    The cases are tried in order: a missing table (``not_found``, if given), then
+    ``before`` (``(exception type, message)`` pairs), then any other ``DeltaError`` or
+    ``OSError`` (``failed``); other exceptions pass through.
+    """
+    cases: list[tuple[type[Exception] | tuple[type[Exception], ...], Callable[[Exception], str]]] = []
+    if not_found is not None:
+        cases.append((TableNotFoundError, lambda _: not_found))
+    cases += [*before, ((DeltaError, OSError), failed)]
+    try:
+        yield
+    except Exception as exc:
+        for kind, message in cases:
+            if isinstance(exc, kind):
+                raise CollectionError(message(exc)) from exc
+        raise
 
 
 def merge_table(
@@ -322,10 +349,8 @@ class Snapshot:
     storage_options: dict[str, str] | None = field(default=None, repr=False)  # credentials: never shown
 
     def _table(self) -> DeltaTable:
-        try:
+        with _delta_errors(lambda exc: f"{self.uri}: cannot open version {self.version}: {exc}"):
             return DeltaTable(self.uri, version=self.version, storage_options=self.storage_options)
-        except (DeltaError, OSError) as exc:
-            raise CollectionError(f"{self.uri}: cannot open version {self.version}: {exc}") from exc
 
     def read(
         self,
@@ -439,7 +464,12 @@ def open_snapshot(
     if version is not None and as_of is not None:
         raise CollectionError("pass version= or as_of=, not both")
     options = _options(uri, settings)
-    try:
+    with _delta_errors(
+        lambda exc: f"{uri}: cannot open the Delta table (version={version}, as_of={as_of}): {exc}; "
+                    "see collection.history() for the versions there are",
+        not_found=f"{uri}: no collection (Delta table) here; build one first",
+        before=((ValueError, lambda _: f"{uri}: as_of={as_of!r} is not an ISO 8601 date and time"),),
+    ):
         dt = DeltaTable(uri, version=version, storage_options=options)
         if as_of is not None:
             dt.load_as_version(_version_at(uri, dt, as_of))
@@ -452,17 +482,7 @@ def open_snapshot(
             storage_options=options,
         )
         del dt
-    except TableNotFoundError as exc:
-        raise CollectionError(f"{uri}: no collection (Delta table) here; build one first") from exc
-    except ValueError as exc:
-        raise CollectionError(f"{uri}: as_of={as_of!r} is not an ISO 8601 date and time") from exc
-    except (DeltaError, OSError) as exc:
-        raise CollectionError(
-            f"{uri}: cannot open the Delta table (version={version}, as_of={as_of}): {exc}; "
-            "see collection.history() for the versions there are"
-        ) from exc
-    else:
-        return snapshot
+    return snapshot
 
 
 def _version_at(uri: str, dt: DeltaTable, as_of: datetime | str) -> int:
@@ -551,7 +571,11 @@ def optimize_table(
     metrics (``numFilesAdded``, ``numFilesRemoved``, ...).
     """
     options = _options(uri, settings)
-    try:
+    with _delta_errors(
+        lambda exc: f"{uri}: optimize failed: {exc}; no commit was made, retry",
+        not_found=f"{uri}: no collection (Delta table) here",
+        before=((CommitFailedError, lambda exc: f"{uri}: optimize lost a race with another writer ({exc}); run it again"),),
+    ):
         dt = DeltaTable(uri, storage_options=options)
         before = dt.version()
         files = len(dt.file_uris())
@@ -567,12 +591,6 @@ def optimize_table(
                                           commit_properties=_commit("optimize", {"recluster": False}))
         version = dt.version()
         del dt
-    except TableNotFoundError as exc:
-        raise CollectionError(f"{uri}: no collection (Delta table) here") from exc
-    except CommitFailedError as exc:
-        raise CollectionError(f"{uri}: optimize lost a race with another writer ({exc}); run it again") from exc
-    except (DeltaError, OSError) as exc:
-        raise CollectionError(f"{uri}: optimize failed: {exc}; no commit was made, retry") from exc
     log.info("%s: optimize v%d -> v%d (%s)", uri, before, version, metrics)
     return version, metrics
 
@@ -594,17 +612,15 @@ def vacuum_table(
     Returns:
         The files removed (or that would be).
     """
-    try:
+    with _delta_errors(
+        lambda exc: f"{uri}: vacuum failed: {exc}; a retention shorter than the table's needs "
+                    "enforce_retention_duration=False",
+        not_found=f"{uri}: no collection (Delta table) here",
+    ):
         dt = DeltaTable(uri, storage_options=_options(uri, settings))
         hours = None if retention_hours is None else int(retention_hours)
         files = dt.vacuum(retention_hours=hours, dry_run=dry_run, enforce_retention_duration=enforce_retention_duration,
                           commit_properties=None if dry_run else _commit("vacuum", {"retention_hours": hours}))
         del dt
-    except TableNotFoundError as exc:
-        raise CollectionError(f"{uri}: no collection (Delta table) here") from exc
-    except (DeltaError, OSError) as exc:
-        raise CollectionError(
-            f"{uri}: vacuum failed: {exc}; a retention shorter than the table's needs enforce_retention_duration=False"
-        ) from exc
     log.info("%s: vacuum %s %d file(s)", uri, "would remove" if dry_run else "removed", len(files))
     return list(files)

@@ -271,18 +271,25 @@ def read_plan(
     in :func:`execute_plan`.
     """
 
-    async def go(stores: Stores) -> tuple[list[np.ndarray], IOStats]:
-        if check is None:
-            return await execute_plan(plan, stores, masked=masked), stores.stats
-        checked, arrays = await asyncio.gather(
-            check(stores), execute_plan(plan, stores, masked=masked), return_exceptions=True
-        )
-        for outcome in (checked, arrays):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return arrays, stores.stats
+    async def run(stores: Stores) -> list[np.ndarray]:
+        return await execute_plan(plan, stores, masked=masked)
 
-    return with_stores(settings, go)
+    return with_stores(settings, lambda stores: _run_checked(stores, run, check))
+
+
+async def _run_checked(
+    stores: Stores,
+    run: Callable[[Stores], Coroutine[Any, Any, T]],
+    check: Callable[[Stores], Coroutine[Any, Any, None]] | None,
+) -> tuple[T, IOStats]:
+    """``run(stores)``, alongside ``check(stores)`` if given (its error wins over the run's); also the I/O it took."""
+    if check is None:
+        return await run(stores), stores.stats
+    checked, result = await asyncio.gather(check(stores), run(stores), return_exceptions=True)
+    for outcome in (checked, result):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return result, stores.stats
 
 
 def reduce_plan(
@@ -316,16 +323,7 @@ def reduce_plan(
         log.debug("reduced %d chunks in %d batch(es)", len(plan.chunks), len(batches))
         return out
 
-    async def go(stores: Stores) -> tuple[list[T], IOStats]:
-        if check is None:
-            return await run(stores), stores.stats
-        checked, reduced = await asyncio.gather(check(stores), run(stores), return_exceptions=True)
-        for outcome in (checked, reduced):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return reduced, stores.stats
-
-    return with_stores(settings, go)
+    return with_stores(settings, lambda stores: _run_checked(stores, run, check))
 
 
 def read_headers(

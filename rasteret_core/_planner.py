@@ -361,23 +361,8 @@ def plan_read(
             raise PlanningError(f"{req.uri}: the geometry does not overlap the raster")
         a, b, c, d, e, f = transform
         wt = (a, b, a * window.col_off + b * window.row_off + c, d, e, d * window.col_off + e * window.row_off + f)
-        chunks.append(
-            ChunkPlan(
-                key=req.key,
-                uri=req.uri,
-                image=image,
-                ifd=ifd,
-                byte_order=header.byte_order,
-                sample=req.sample,
-                window=window,
-                transform=wt,
-                crs=header.crs,
-                fill=header.nodata if header.nodata is not None else 0,
-                geometry=geom if req.window is None else None,
-                tiles=_tiles_for(image, window, req.sample),
-                mask=plan_mask(header, image, ifd, req.sample, window),
-            )
-        )
+        chunks.append(_chunk_plan(req, image, ifd, window, wt, geometry=geom if req.window is None else None,
+                                  tiles=_tiles_for(image, window, req.sample)))
     return ReadPlan(tuple(chunks), _plan_requests(chunks, coalesce_gap, max_request_bytes), all_touched)
 
 
@@ -411,24 +396,40 @@ def _plan_points(
     on = np.flatnonzero((rows >= 0) & (rows < image.height) & (cols >= 0) & (cols < image.width))
     if not on.size:
         return None
-    header = req.header
     whole = Window(0, 0, image.height, image.width)
-    base = ChunkPlan(
+    base = _chunk_plan(req, image, ifd, whole, tuple(transform), geometry=None, tiles=(),
+                       mask_window=Window(0, 0, 0, 0))
+    return _point_chunk(base, on, rows[on], cols[on])
+
+
+def _chunk_plan(
+    req: ChunkRequest,
+    image: ImageInfo,
+    ifd: int,
+    window: Window,
+    transform: Sequence[float],
+    *,
+    geometry: shapely.Geometry | None,
+    tiles: tuple[int, ...],
+    mask_window: Window | None = None,
+) -> ChunkPlan:
+    """The chunk reading ``window`` of ``req``'s image ``ifd``; its mask plan covers ``mask_window`` (default ``window``)."""
+    header = req.header
+    return ChunkPlan(
         key=req.key,
         uri=req.uri,
         image=image,
         ifd=ifd,
         byte_order=header.byte_order,
         sample=req.sample,
-        window=whole,
+        window=window,
         transform=tuple(transform),
         crs=header.crs,
         fill=header.nodata if header.nodata is not None else 0,
-        geometry=None,
-        tiles=(),
-        mask=plan_mask(header, image, ifd, req.sample, Window(0, 0, 0, 0)),
+        geometry=geometry,
+        tiles=tiles,
+        mask=plan_mask(header, image, ifd, req.sample, window if mask_window is None else mask_window),
     )
-    return _point_chunk(base, on, rows[on], cols[on])
 
 
 def _point_chunk(base: ChunkPlan, index: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> ChunkPlan:

@@ -361,6 +361,13 @@ def header_to_dict(
     }
 
 
+_IMAGE_SCALARS = (
+    "width", "height", "tile_width", "tile_height", "tiled", "samples_per_pixel", "bits_per_sample",
+    "sample_format", "planar_config", "compression", "predictor", "photometric", "subfile_type",
+)
+"""The :class:`ImageInfo` fields a stored header dict holds as they are."""
+
+
 def _image_to_dict(im: ImageInfo) -> dict[str, Any]:
     return {
         "width": im.width,
@@ -388,19 +395,7 @@ def header_from_dict(d: dict[str, Any], *, uri: str) -> TiffHeader:
     """Rebuild a :class:`TiffHeader` from a stored header dict."""
     images = tuple(
         ImageInfo(
-            width=im["width"],
-            height=im["height"],
-            tile_width=im["tile_width"],
-            tile_height=im["tile_height"],
-            tiled=im["tiled"],
-            samples_per_pixel=im["samples_per_pixel"],
-            bits_per_sample=im["bits_per_sample"],
-            sample_format=im["sample_format"],
-            planar_config=im["planar_config"],
-            compression=im["compression"],
-            predictor=im["predictor"],
-            photometric=im["photometric"],
-            subfile_type=im["subfile_type"],
+            **{name: im[name] for name in _IMAGE_SCALARS},
             tile_offsets=np.asarray(im["tile_offsets"], dtype=np.int64),
             tile_byte_counts=np.asarray(im["tile_byte_counts"], dtype=np.int64),
             jpeg_tables=im["jpeg_tables"],
