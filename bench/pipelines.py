@@ -98,18 +98,18 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
         os.environ["RASTERET_STAGING_DIR"] = str(root / "staging")
         items = json.loads(services.items_path.read_text())["features"]
         scenes = _copied_items(services.s3, items, copies)
-        records = rc.records_from_items(scenes, bands=BANDS)
+        records = rc.engine.records_from_items(scenes, bands=BANDS)
         settings = rc.Settings.from_env()
         results["scenes"] = len(scenes)
         results["headers"] = 2 * len(scenes)
 
-        rc.enrich_records(rc.records_from_items(items, bands=BANDS), settings=settings)  # warm the S3 client
+        rc.engine.enrich_records(rc.engine.records_from_items(items, bands=BANDS), settings=settings)  # warm the S3 client
         started = time.perf_counter()
-        rc.enrich_records(records, settings=settings)
+        rc.engine.enrich_records(records, settings=settings)
         core_one = time.perf_counter() - started
         started = time.perf_counter()
         for s in range(0, records.num_rows, partition_size):
-            rc.enrich_records(records.slice(s, partition_size), settings=settings)
+            rc.engine.enrich_records(records.slice(s, partition_size), settings=settings)
         core_seq = time.perf_counter() - started
         results["core, one call: scenes/s"] = round(len(scenes) / core_one, 1)
         results["core, partition by partition: scenes/s"] = round(len(scenes) / core_seq, 1)
@@ -119,7 +119,7 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
         stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api}))
         enrich = with_runner(enrich_collection, runner)
         warm = "s3://rasteret-tables/bench-warm-up"
-        merge_table(rc.records_from_items(items, bands=BANDS), warm, settings=settings, operation="build")
+        merge_table(rc.engine.records_from_items(items, bands=BANDS), warm, settings=settings, operation="build")
         enrich(warm, partition_size=partition_size)
         runs: dict[int, list[tuple[float, Any]]] = {n: [] for n in in_flight}
         for rep in range(repeat):  # round robin, so that load from elsewhere spreads over every setting

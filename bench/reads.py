@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             items = archive.items_with_href_base("s3://bench")
 
             t0 = time.perf_counter()
-            enriched = rc.enrich_records(rc.records_from_items(items, bands={b: b for b in BANDS}), settings=settings)
+            enriched = rc.engine.enrich_records(rc.engine.records_from_items(items, bands={b: b for b in BANDS}), settings=settings)
             t_enrich = time.perf_counter() - t0
             col = rc.Collection(enriched.table, settings=settings)
             print(f"indexed {enriched.parsed} headers in {t_enrich:.2f} s with {enriched.stats.requests} requests")

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 import rasteret_core as rc
-from rasteret_core import read_table
+from rasteret_core.engine import read_table
 
 from .extract import extract_aois
 from .ingest import ingest_collection

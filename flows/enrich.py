@@ -11,7 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from rasteret_core import HeaderFailure
+from rasteret_core.engine import HeaderFailure
 from rasteret_tasks import (
     commit_collection,
     discard_folder,

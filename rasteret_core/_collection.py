@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from ._geometry import CRS84, GeometryLike, read_geometry_table, reproject, to_c
 from ._points import Match, sample_table, to_points
 from ._read import (
     ReadOptions,
+    ReadResult,
     Resampling,
     Stack,
     check_bands,
@@ -38,7 +40,7 @@ from ._stac import parse_utc
 from ._stats import check_stats
 from ._store import IOStats
 from ._xarray import Chunks, GroupBy, Mosaic, check_mosaic, read_xarray
-from .errors import CollectionError, SchemaError
+from .errors import CollectionError, PlanningError, SchemaError
 from .settings import Settings
 
 __all__ = ["GEO_METADATA", "Collection", "load"]
@@ -241,6 +243,34 @@ class Collection:
         """
         return self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
                            resolution=resolution, target_crs=target_crs, resampling=resampling, masked=masked).data
+
+    def read_numpy(self, geometry: GeometryLike, bands: str | Sequence[str], *, options: ReadOptions | None = None,
+                   geometry_crs: Any | None = None) -> ReadResult:
+        """:meth:`get_numpy` with its options as one :class:`ReadOptions`, returning a :class:`ReadResult`.
+
+        ``result.data`` is what :meth:`get_numpy` returns; ``result.stats`` the I/O it took, and
+        ``record_ids``, ``datetimes``, ``bands``, ``transform``, ``crs``, ``fill`` place it.
+        """
+        opts = _normalised(options)
+        band_list = check_bands(self.bands, bands)
+        stack = read_stack(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
+                           geometry_crs=geometry_crs, options=opts)
+        return ReadResult.from_stack(stack)
+
+    def read_table(self, aois: Any, bands: str | Sequence[str], *, options: ReadOptions | None = None,
+                   geometry_crs: Any | None = None, geometry_column: str = "geometry",
+                   stats: Sequence[str] | None = None) -> ReadResult:
+        """:meth:`get_table` with its options as one :class:`ReadOptions`, returning a :class:`ReadResult`.
+
+        ``result.data`` is the table :meth:`get_table` returns, ``result.stats`` the I/O it took and
+        ``result.crs`` the AOIs' CRS. ``target_crs`` and ``resampling`` do not apply to table reads.
+        """
+        opts = _normalised(options)
+        if opts.target_crs is not None:
+            raise PlanningError("read_table reads each AOI on its records' own grids; target_crs does not apply")
+        out, crs, io = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
+                                       options=opts, stats=stats)
+        return ReadResult(out, io, crs=crs.to_string())
 
     def get_xarray(
         self,
@@ -687,3 +717,13 @@ def load(uri: str | os.PathLike[str], *, version: int | None = None, as_of: _dt 
         return Collection(records_from_table(target), settings=settings)
     snapshot = _delta.open_snapshot(target, settings=settings, version=version, as_of=as_of)
     return Collection(snapshot=snapshot, settings=settings)
+
+
+def _normalised(options: ReadOptions | None) -> ReadOptions:
+    """``options`` (default: the defaults) with ``target_crs`` as a pyproj CRS, however it was given."""
+    if options is None:
+        return ReadOptions()
+    target: Any = options.target_crs  # typed CRS, but callers pass what pyproj accepts
+    if target is not None and not isinstance(target, CRS):
+        return dataclasses.replace(options, target_crs=to_crs(target))
+    return options

@@ -37,7 +37,7 @@ from ._warp import Resampling, default_resolution, plan_source_window, plan_targ
 from .errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
 from .settings import Settings
 
-__all__ = ["ReadOptions", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_aoi_table", "read_stack", "stack_grid"]
+__all__ = ["ReadOptions", "ReadResult", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_aoi_table", "read_stack", "stack_grid"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +97,37 @@ class Stack:
     crs: str
     fill: float
     stats: IOStats
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReadResult:
+    """A read's result with the I/O it took: what ``Collection.read_numpy`` / ``read_table`` return.
+
+    Attributes:
+        data: ``[record, band, y, x]`` pixels (a ``numpy.ma.MaskedArray`` when the read was
+            ``masked``), or a ``pyarrow.Table`` for table reads.
+        stats: The bytes, requests and time the read took.
+        record_ids, datetimes, bands: For array reads, the records (in ``data``'s order:
+            datetime, then id) and bands along the first two axes; empty for table reads.
+        transform: For array reads, the rasterio-ordered affine of pixel (0, 0); else None.
+        crs: For array reads, the grid's CRS (WKT or authority string); for table reads the
+            AOIs' CRS; None when unknown.
+        fill: For array reads, the value of pixels outside the geometry or invalid; else None.
+    """
+
+    data: np.ndarray | pa.Table
+    stats: IOStats
+    record_ids: tuple[str, ...] = ()
+    datetimes: tuple[datetime | None, ...] = ()
+    bands: tuple[str, ...] = ()
+    transform: tuple[float, ...] | None = None
+    crs: str | None = None
+    fill: float | None = None
+
+    @classmethod
+    def from_stack(cls, stack: Stack) -> ReadResult:
+        return cls(stack.data, stack.stats, tuple(stack.record_ids), tuple(stack.datetimes), tuple(stack.bands),
+                   stack.transform, stack.crs, stack.fill)
 
 
 def check_bands(available: Sequence[str], bands: str | Sequence[str]) -> list[str]:

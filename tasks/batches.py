@@ -15,16 +15,12 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from prefect import get_run_logger, task
 
-from rasteret_core import (
-    Collection,
-    IOStats,
+from rasteret_core import Collection, IOStats, SchemaError, Settings, load
+from rasteret_core.engine import (
     RowRange,
-    SchemaError,
-    Settings,
     TableSplit,
     check_sample_options,
     check_stats,
-    load,
     read_geometry_table,
     read_row_range,
     split_table,

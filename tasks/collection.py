@@ -20,15 +20,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 
-from rasteret_core import (
+from rasteret_core import FetchError, Settings, load
+from rasteret_core.engine import (
     Changes,
-    FetchError,
     HeaderFailure,
     MergeResult,
-    Settings,
     drop_failures,
     enrich_records,
-    load,
     merge_changes,
     read_digests,
     records_from_stac,
@@ -78,7 +76,7 @@ class StagedRecords:
     Attributes:
         path: The staged records (Parquet).
         records: How many.
-        metadata: The search as commit metadata (:class:`rasteret_core.StacRecords`).
+        metadata: The search as commit metadata (:class:`rasteret_core.engine.StacRecords`).
     """
 
     path: str
@@ -93,7 +91,7 @@ class SelectedRecords:
     Attributes:
         stage: The staging folder of the selection and its partitions.
         path: The staged rows (Parquet); partitions are row ranges of it.
-        changes_path: The :class:`rasteret_core.Changes` (JSON) the commit reports.
+        changes_path: The :class:`rasteret_core.engine.Changes` (JSON) the commit reports.
         records: Records considered.
         selected: Rows staged (new or changed; or lacking headers).
         base_version: The collection version they were compared with (None: no table yet).

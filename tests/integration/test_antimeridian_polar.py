@@ -33,7 +33,7 @@ def _collection(path, crs, footprint):
         "bbox": list(footprint.bounds), "properties": {"datetime": "2024-01-01T00:00:00Z", "proj:code": crs},
         "assets": {"data": {"href": str(path), "type": "image/tiff; application=geotiff", "roles": ["data"]}},
     }
-    result = rc.enrich_records(rc.records_from_items([item]), settings=rc.Settings.from_env())
+    result = rc.engine.enrich_records(rc.engine.records_from_items([item]), settings=rc.Settings.from_env())
     assert not result.failures
     return rc.Collection(result.table)
 

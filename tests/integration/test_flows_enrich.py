@@ -32,7 +32,7 @@ POISONED = "poisoned-scene"
 
 def _build_unenriched(uri: str, items: list[dict]) -> int:
     """A collection whose rows have no header metadata yet; return its version."""
-    table = rc.records_from_items(items, bands=BANDS)
+    table = rc.engine.records_from_items(items, bands=BANDS)
     version, _ = merge_table(table, uri, settings=rc.Settings.from_env(), operation="build")
     return version
 

@@ -218,7 +218,7 @@ def test_a_failing_batch_is_reported_and_the_others_commit(prefect_api, staging_
                                CopySource={"Bucket": "rasteret-sample", "Key": key})
             item["assets"]["red"]["href"] = f"s3://rasteret-sample/vanishing/{key}"
     uri = "s3://rasteret-tables/vanishing"
-    table = rc.enrich_records(rc.records_from_items(items, bands={"red": "red"}), settings=rc.Settings.from_env()).table
+    table = rc.engine.enrich_records(rc.engine.records_from_items(items, bands={"red": "red"}), settings=rc.Settings.from_env()).table
     merge_table(table, uri, settings=rc.Settings.from_env(), operation="build")
     rows = table.to_pylist()
     moved = [r for r in rows if "/vanishing/" in r["assets"]["red"]["href"]]

@@ -19,13 +19,13 @@ AOI = (11.86, 45.80, 11.875, 45.81)
 
 
 def test_search_follows_every_page_and_applies_query_itself_when_the_server_cannot(stac_api):
-    found = rc.search(stac_api, collections="sentinel-2-l2a", page_size=2)
+    found = rc.engine.search(stac_api, collections="sentinel-2-l2a", page_size=2)
     assert len(found.items) == 6 and found.query_applied is None
-    cloudy = rc.search(stac_api, collections="sentinel-2-l2a", query={"eo:cloud_cover": {"gt": 40}}, page_size=2)
+    cloudy = rc.engine.search(stac_api, collections="sentinel-2-l2a", query={"eo:cloud_cover": {"gt": 40}}, page_size=2)
     assert cloudy.query_applied == "client" and cloudy.matched == 6  # rustac serve lacks the query extension
     assert sorted(i["id"] for i in cloudy.items) == sorted(
         i["id"] for i in found.items if i["properties"]["eo:cloud_cover"] > 40)
-    assert len(rc.search(stac_api, collections="sentinel-2-l2a", query={"eo:cloud_cover": {"gt": 40}},
+    assert len(rc.engine.search(stac_api, collections="sentinel-2-l2a", query={"eo:cloud_cover": {"gt": 40}},
                          max_items=2).items) == 2
 
 

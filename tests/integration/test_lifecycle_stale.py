@@ -22,8 +22,8 @@ def _check(col: rc.Collection) -> None:
     """What the read side checks alongside its fetches: one HEAD per object the rows name."""
 
     async def run() -> None:
-        async with rc.Stores(col.settings) as stores:
-            await rc.check_fresh(rc.expected_objects(col.to_arrow()), stores)
+        async with rc.engine.Stores(col.settings) as stores:
+            await rc.engine.check_fresh(rc.engine.expected_objects(col.to_arrow()), stores)
 
     asyncio.run(run())
 

@@ -25,8 +25,8 @@ def naip_like(request, tmp_path_factory):
     item = {"type": "Feature", "id": path.stem, "geometry": shapely.geometry.mapping(lon_lat),
             "properties": {"datetime": "2022-06-01T00:00:00Z", "proj:epsg": 26910},
             "assets": {"image": {"href": str(path), "type": "image/tiff; application=geotiff", "roles": ["data"]}}}
-    table = rc.records_from_items([item], bands={"red": "image:1", "nir": "image:4", "green": "image:2"})
-    enriched = rc.enrich_records(table, settings=rc.Settings.from_env())
+    table = rc.engine.records_from_items([item], bands={"red": "image:1", "nir": "image:4", "green": "image:2"})
+    enriched = rc.engine.enrich_records(table, settings=rc.Settings.from_env())
     assert enriched.parsed == 1  # one header for the three bands of one file
     return path, rc.Collection(enriched.table)
 

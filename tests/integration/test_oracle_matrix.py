@@ -65,7 +65,7 @@ class Oracle:
     Not a dataclass: hypothesis prints dataclass fields (the cached headers) of every example.
     """
 
-    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, stores: rc.Stores) -> None:
+    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, stores: rc.engine.Stores) -> None:
         self.root = root
         self.loop = loop
         self.stores = stores
@@ -85,7 +85,7 @@ class Oracle:
 
     def header(self, case: Case) -> TiffHeader:
         if case.name not in self.headers:
-            self.headers[case.name] = self.run(rc.parse_header(self.uri(case), self.stores))
+            self.headers[case.name] = self.run(rc.engine.parse_header(self.uri(case), self.stores))
         return self.headers[case.name]
 
 
@@ -93,7 +93,7 @@ class Oracle:
 def oracle(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oracle]:
     """The matrix written to a temporary folder and uploaded to the ``rasteret-oracle`` bucket."""
     root = tmp_path_factory.mktemp("oracle-matrix")
-    stores = rc.Stores(rc.Settings.from_env())  # the S3 settings, read while AWS_* are set
+    stores = rc.engine.Stores(rc.Settings.from_env())  # the S3 settings, read while AWS_* are set
     with pytest.MonkeyPatch.context() as patch:
         # rasterio builds a boto3 session for every Env() while AWS_ACCESS_KEY_ID is set (~50 ms,
         # thousands of times here); the oracle reads local copies only, so hide the keys from it
@@ -317,7 +317,7 @@ def test_random_aois_match_rasterio_mask(oracle: Oracle, case: Case, shapes: lis
             for band in range(src.count)
         ]
         plan = plan_read(requests)
-        arrays = oracle.run(rc.execute_plan(plan, oracle.stores))
+        arrays = oracle.run(rc.engine.execute_plan(plan, oracle.stores))
         got = {chunk.key: arr for chunk, arr in zip(plan.chunks, arrays, strict=True)}
         fill = fill_of(header)
         bands = list(range(1, src.count + 1))
@@ -350,7 +350,7 @@ def test_unsupported_files_are_refused_naming_file_tag_and_value(oracle: Oracle,
     with rasterio.open(oracle.path(case)) as src:  # GDAL reads it: the file is valid
         assert src.read(1).shape == (src.height, src.width)
     with pytest.raises(rc.UnsupportedTiffError) as info:
-        header = oracle.run(rc.parse_header(uri, oracle.stores))
+        header = oracle.run(rc.engine.parse_header(uri, oracle.stores))
         plan_read([ChunkRequest(key=0, uri=uri, header=header, geometry=shapely.box(*header_bounds(header)),
                                 geometry_crs=CRS(header.crs))])
     error = info.value

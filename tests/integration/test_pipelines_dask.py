@@ -66,7 +66,7 @@ def test_enrichment_on_two_dask_workers_equals_the_default_runner(dask_address, 
 
     settings = rc.Settings.from_env()
     for uri in ("s3://rasteret-tables/dask-enrich-default", "s3://rasteret-tables/dask-enrich"):
-        merge_table(rc.records_from_items(s3_items, bands=BANDS), uri, settings=settings, operation="build")
+        merge_table(rc.engine.records_from_items(s3_items, bands=BANDS), uri, settings=settings, operation="build")
     default = enrich_collection("s3://rasteret-tables/dask-enrich-default", partition_size=1)
     on_dask, workers = _run_on(dask_address, enrich_collection, "s3://rasteret-tables/dask-enrich", partition_size=1)
     assert len(workers) == 2

@@ -17,13 +17,13 @@ import rasteret_core as rc
 
 def _parse_all(uris: list[str]) -> dict:
     async def run():
-        async with rc.Stores(rc.Settings.from_env()) as stores:
-            return await rc.fetch_headers(uris, stores), stores.stats
+        async with rc.engine.Stores(rc.Settings.from_env()) as stores:
+            return await rc.engine.fetch_headers(uris, stores), stores.stats
 
     return asyncio.run(run())
 
 
-def _check_against_oracles(header: rc.TiffHeader, path: str) -> None:
+def _check_against_oracles(header: rc.engine.TiffHeader, path: str) -> None:
     with rasterio.open(path) as src:
         image = header.image
         assert (image.width, image.height) == (src.width, src.height)
@@ -90,9 +90,9 @@ def http_root(sample_archive) -> Iterator[str]:
 
 def test_http_headers_and_reads_match_local(http_root, sample_archive):
     items = sample_archive.items_with_href_base(http_root)
-    local = rc.enrich_records(rc.records_from_items(sample_archive.items, bands={"red": "red"}),
+    local = rc.engine.enrich_records(rc.engine.records_from_items(sample_archive.items, bands={"red": "red"}),
                               settings=rc.Settings.from_env())
-    remote = rc.enrich_records(rc.records_from_items(items, bands={"red": "red"}), settings=rc.Settings.from_env())
+    remote = rc.engine.enrich_records(rc.engine.records_from_items(items, bands={"red": "red"}), settings=rc.Settings.from_env())
     assert not remote.failures and remote.parsed == 6
     aoi = (11.90, 45.77, 11.91, 45.777)
     np.testing.assert_array_equal(rc.Collection(remote.table).get_numpy(aoi, ["red"]),
@@ -102,7 +102,7 @@ def test_http_headers_and_reads_match_local(http_root, sample_archive):
 def test_http_missing_object_is_recorded_not_dropped(http_root, sample_archive):
     items = sample_archive.items_with_href_base(http_root)
     items[0]["assets"]["red"]["href"] += ".missing"
-    result = rc.enrich_records(rc.records_from_items(items[:2], bands={"red": "red"}), settings=rc.Settings.from_env())
+    result = rc.engine.enrich_records(rc.engine.records_from_items(items[:2], bands={"red": "red"}), settings=rc.Settings.from_env())
     assert result.parsed == 1
     (failure,) = result.failures
     assert failure.record_id == items[0]["id"] and "404" in failure.error and not failure.retryable
@@ -111,12 +111,12 @@ def test_http_missing_object_is_recorded_not_dropped(http_root, sample_archive):
 
 def test_building_with_a_missing_object_fails_with_its_uri(stac_api, s3, tmp_path):
     client = s3.client()
-    item = next(iter(rc.search_items(stac_api, collections="sentinel-2-l2a")))
+    item = next(iter(rc.engine.search_items(stac_api, collections="sentinel-2-l2a")))
     href = item["assets"]["red"]["href"]
     bucket, key = href[5:].split("/", 1)
     client.copy_object(Bucket=bucket, Key=key + ".copy.tif", CopySource={"Bucket": bucket, "Key": key})
     item["assets"]["red"]["href"] = href + ".copy.tif"
-    table = rc.records_from_items([item], bands={"red": "red"})
+    table = rc.engine.records_from_items([item], bands={"red": "red"})
     client.delete_object(Bucket=bucket, Key=key + ".copy.tif")
     col = rc.Collection(table, uri=None)
     with pytest.raises(rc.CollectionError, match=r"could not be parsed.*copy\.tif.*no such object"):

@@ -93,13 +93,13 @@ def test_unknown_query_operator_is_an_error():
 def test_a_band_of_a_multi_band_asset_is_named_by_its_number():
     item = _item(0)
     item["assets"]["image"] = {"href": "s3://b/0/image.tif", "type": COG, "roles": ["data"]}
-    table = rc.records_from_items([item], bands={"red": "image:1", "nir": "image:4", "B04": "red"})
+    table = rc.engine.records_from_items([item], bands={"red": "image:1", "nir": "image:4", "B04": "red"})
     assets = table.to_pylist()[0]["assets"]
     assert (assets["red"]["key"], assets["red"]["band_index"]) == ("image", 1)
     assert (assets["nir"]["key"], assets["nir"]["band_index"]) == ("image", 4)
     assert assets["B04"]["band_index"] is None
     with pytest.raises(rc.SourceError, match="start at 1"):
-        rc.records_from_items([item], bands={"x": "image:0"})
+        rc.engine.records_from_items([item], bands={"x": "image:0"})
 
 
 def test_href_rewrites_take_the_longest_prefix():
@@ -111,7 +111,7 @@ def test_href_rewrites_take_the_longest_prefix():
 
 def test_records_from_items_with_a_band_map_and_rewrites():
     items = [_item(i, **{"proj:epsg": 32632}) for i in range(2)]
-    table = rc.records_from_items(items, bands={"B04": "red", "B08": "nir"}, href_rewrites={"s3://b/": "s3://c/"})
+    table = rc.engine.records_from_items(items, bands={"B04": "red", "B08": "nir"}, href_rewrites={"s3://b/": "s3://c/"})
     assert rc.Collection(table).bands == ["B04", "B08"]
     row = table.to_pylist()[1]
     assert row["assets"]["B04"] == {"key": "red", "href": "s3://c/1/red.tif", "type": COG, "roles": ["data"],
@@ -135,7 +135,7 @@ def _flat_table() -> pa.Table:
 
 def test_a_flat_table_with_href_columns_and_a_column_map():
     source = _flat_table()
-    table = rc.records_from_table(source, column_map={"scene": "id", "when": "datetime", "footprint": "geometry"},
+    table = rc.engine.records_from_table(source, column_map={"scene": "id", "when": "datetime", "footprint": "geometry"},
                                   geometry_crs="EPSG:32632")
     col = rc.Collection(table)
     assert col.bands == ["red", "nir"] and len(col) == 3
@@ -151,11 +151,11 @@ def test_a_flat_table_with_href_columns_and_a_column_map():
 def test_a_flat_table_needs_hrefs_and_an_id():
     source = _flat_table().drop_columns(["red_href", "nir_href"])
     with pytest.raises(rc.SchemaError, match="href"):
-        rc.records_from_table(source, column_map={"scene": "id", "footprint": "geometry"}, geometry_crs=32632)
+        rc.engine.records_from_table(source, column_map={"scene": "id", "footprint": "geometry"}, geometry_crs=32632)
     with pytest.raises(rc.SchemaError, match="no id column"):
-        rc.records_from_table(_flat_table(), column_map={"footprint": "geometry"}, geometry_crs=32632)
+        rc.engine.records_from_table(_flat_table(), column_map={"footprint": "geometry"}, geometry_crs=32632)
     with pytest.raises(rc.SchemaError, match="lacks"):
-        rc.records_from_table(_flat_table(), column_map={"nope": "id", "footprint": "geometry"})
+        rc.engine.records_from_table(_flat_table(), column_map={"nope": "id", "footprint": "geometry"})
 
 
 def _stac_geoparquet() -> pa.Table:
@@ -176,12 +176,12 @@ def _stac_geoparquet() -> pa.Table:
 
 
 def test_a_stac_geoparquet_table_with_an_assets_struct():
-    table = rc.records_from_table(_stac_geoparquet())
+    table = rc.engine.records_from_table(_stac_geoparquet())
     assert rc.Collection(table).bands == ["red", "nir", "untyped"]
     row = table.to_pylist()[0]
     assert row["crs"] == "EPSG:32632" and row["assets"]["nir"]["roles"] == ["data", "reflectance"]
     assert json.loads(row["properties"]) == {"platform": "s2a"}
-    same = rc.records_from_items([_item(i, **{"proj:code": "EPSG:32632", "platform": "s2a"}) for i in range(2)])
+    same = rc.engine.records_from_items([_item(i, **{"proj:code": "EPSG:32632", "platform": "s2a"}) for i in range(2)])
     assert record_hashes(table).equals(record_hashes(same))  # the same records, whichever way they came
 
 
@@ -189,23 +189,23 @@ def test_every_arrow_source_gives_the_same_records():
     import polars as pl
 
     table = _stac_geoparquet()
-    want = record_hashes(rc.records_from_table(table))
+    want = record_hashes(rc.engine.records_from_table(table))
     for source in (table.to_reader(), pl.from_arrow(table), table.to_batches()[0]):
-        assert record_hashes(rc.records_from_table(source)).equals(want)
+        assert record_hashes(rc.engine.records_from_table(source)).equals(want)
 
 
 def test_a_collection_table_from_another_engine_is_cast_back():
     import polars as pl
 
-    table = rc.records_from_items([_item(i) for i in range(3)], bands={"red": "red"})
+    table = rc.engine.records_from_items([_item(i) for i in range(3)], bands={"red": "red"})
     back = pl.from_arrow(table).to_arrow()
     assert back.schema.field("id").type != pa.string()  # polars hands back large or view strings
     assert conform_table(back).equals(table)
-    assert rc.records_from_table(back).equals(table)
+    assert rc.engine.records_from_table(back).equals(table)
 
 
 def test_the_digest_ignores_header_contents_but_not_their_presence_or_anything_else():
-    table = rc.records_from_items([_item(i) for i in range(2)], bands={"red": "red"})
+    table = rc.engine.records_from_items([_item(i) for i in range(2)], bands={"red": "red"})
     base = record_hashes(table).to_pylist()
     assert base == record_hashes(table.add_column(0, RECORD_HASH, pa.array(["x", "y"]))).to_pylist()
     rows = table.to_pylist()
@@ -239,7 +239,7 @@ def test_geo_metadata_gives_types_and_the_extent(boxes):
         items.append({"id": f"i{i}", "geometry": shapely.geometry.mapping(box), "bbox": list(box.bounds),
                       "properties": {"datetime": "2024-01-01T00:00:00Z", "eo:cloud_cover": cloud},
                       "assets": {"red": {"href": "x.tif", "type": COG}}})
-    table = rc.records_from_items(items)
+    table = rc.engine.records_from_items(items)
     column = geo_metadata(table)["columns"]["geometry"]
     assert column["geometry_types"] == ["Polygon"] and column["encoding"] == "WKB"
     xs, ys = [b[0] for b in boxes], [b[1] for b in boxes]

@@ -546,11 +546,11 @@ def _records(path: Path, properties: dict[str, Any] | None = None) -> pa.Table:
         "properties": {"datetime": "2024-01-01T00:00:00Z", **(properties or {})},
         "assets": {"data": {"href": str(path), "type": "image/tiff; application=geotiff", "roles": ["data"]}},
     }
-    return rc.records_from_items([item])
+    return rc.engine.records_from_items([item])
 
 
-def _enriched_header(table: pa.Table) -> tuple[dict[str, Any] | None, tuple[rc.HeaderFailure, ...]]:
-    result = rc.enrich_records(table, settings=rc.Settings.from_env({}))
+def _enriched_header(table: pa.Table) -> tuple[dict[str, Any] | None, tuple[rc.engine.HeaderFailure, ...]]:
+    result = rc.engine.enrich_records(table, settings=rc.Settings.from_env({}))
     return result.table.column("assets")[0].as_py()["data"]["header"], result.failures
 
 

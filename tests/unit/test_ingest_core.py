@@ -26,13 +26,13 @@ def _items(n: int = 4, cloud: float = 10.0) -> list[dict]:
 
 
 def _records(items: list[dict]) -> pa.Table:
-    return rc.records_from_items(items)
+    return rc.engine.records_from_items(items)
 
 
-def _stored(table: pa.Table, *, enriched: bool, version: int = 3) -> rc.StoredDigests:
+def _stored(table: pa.Table, *, enriched: bool, version: int = 3) -> rc.engine.StoredDigests:
     """What the collection holds after committing ``table`` (its headers parsed, or not)."""
     digests = record_hashes(table, assume_headers=enriched).to_pylist()
-    return rc.StoredDigests(version=version, digests=dict(zip(table["id"].to_pylist(), digests, strict=True)))
+    return rc.engine.StoredDigests(version=version, digests=dict(zip(table["id"].to_pylist(), digests, strict=True)))
 
 
 def _changed_item() -> list[dict]:
@@ -59,8 +59,8 @@ def _changed_item() -> list[dict]:
 )
 def test_select_changed(offered, stored, enrich, selected, new):
     table = _records(offered)
-    known = rc.StoredDigests() if stored is None else _stored(_records(_items()), enriched=stored[1])
-    change = rc.select_changed(table, known, enrich=enrich)
+    known = rc.engine.StoredDigests() if stored is None else _stored(_records(_items()), enriched=stored[1])
+    change = rc.engine.select_changed(table, known, enrich=enrich)
     assert sorted(change.table["id"].to_pylist()) == selected
     assert change.changes.records == table.num_rows
     assert change.changes.unchanged == table.num_rows - len(selected) == table.num_rows - change.changes.changed
@@ -70,30 +70,30 @@ def test_select_changed(offered, stored, enrich, selected, new):
 
 def test_a_row_without_a_digest_is_selected_again():
     table = _records(_items(2))
-    known = rc.StoredDigests(version=0, digests={"item-0": None, "item-1": record_hashes(table, assume_headers=True)[1]
+    known = rc.engine.StoredDigests(version=0, digests={"item-0": None, "item-1": record_hashes(table, assume_headers=True)[1]
                                                  .as_py()})
-    assert rc.select_changed(table, known).table["id"].to_pylist() == ["item-0"]
+    assert rc.engine.select_changed(table, known).table["id"].to_pylist() == ["item-0"]
 
 
 def test_repeated_ids_are_refused():
     items = _items(2)
     items[1]["id"] = items[0]["id"]
     with pytest.raises(rc.SourceError, match="unique"):
-        rc.select_changed(_records(items), rc.StoredDigests())
+        rc.engine.select_changed(_records(items), rc.engine.StoredDigests())
 
 
 def test_changes_travel_as_json_and_pickle():
-    changes = rc.Changes(records=5, unchanged=2, new_ids=frozenset({"b", "a"}), base_version=7)
+    changes = rc.engine.Changes(records=5, unchanged=2, new_ids=frozenset({"b", "a"}), base_version=7)
     assert changes.to_json()["new_ids"] == ["a", "b"]
-    assert rc.Changes.from_json(changes.to_json()) == changes
+    assert rc.engine.Changes.from_json(changes.to_json()) == changes
     assert pickle.loads(pickle.dumps(changes)) == changes
-    assert pickle.loads(pickle.dumps(rc.MergeResult(version=3, committed=True, inserted=1))).inserted == 1
+    assert pickle.loads(pickle.dumps(rc.engine.MergeResult(version=3, committed=True, inserted=1))).inserted == 1
 
 
 def test_failed_records_are_left_out_only_when_partial():
     table = _records(_items(3))
-    failures = [rc.HeaderFailure("item-1", "red", "s3://b/1/red.tif", "not a TIFF", False)]
-    assert rc.drop_failures(table, failures, partial=True)["id"].to_pylist() == ["item-0", "item-2"]
-    assert rc.drop_failures(table, [], partial=False).equals(table)
+    failures = [rc.engine.HeaderFailure("item-1", "red", "s3://b/1/red.tif", "not a TIFF", False)]
+    assert rc.engine.drop_failures(table, failures, partial=True)["id"].to_pylist() == ["item-0", "item-2"]
+    assert rc.engine.drop_failures(table, [], partial=False).equals(table)
     with pytest.raises(rc.CollectionError, match="item-1/red not a TIFF"):
-        rc.drop_failures(table, failures, partial=False)
+        rc.engine.drop_failures(table, failures, partial=False)
