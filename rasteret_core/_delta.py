@@ -55,6 +55,8 @@ from ._schema import CORE_FIELDS, INTERNAL_COLUMNS, MONTH, RECORD_HASH, missing_
 from .errors import CollectionError, SchemaError
 from .settings import Settings
 
+_JITTER = random.Random()  # retry jitter; a private generator leaves the global random state alone
+
 __all__ = [
     "COLLECTION_CONFIGURATION",
     "ROW_GROUP_ROWS",
@@ -290,7 +292,7 @@ def merge_table(
                     f"{uri}: merge kept conflicting with concurrent writers ({_MERGE_ATTEMPTS} attempts, last: {exc}); "
                     "retry later"
                 ) from exc
-            delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
+            delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + _JITTER.random())
             log.info("%s: concurrent commit (%s); merging again in %.1f s (attempt %d)", uri, exc, delay, attempt)
             time.sleep(delay)
             continue

@@ -26,6 +26,8 @@ from .settings import Settings
 if TYPE_CHECKING:
     import aiohttp
 
+_JITTER = random.Random()  # retry jitter; a private generator leaves the global random state alone
+
 __all__ = ["ByteStore", "IOStats", "ObjectInfo", "Stores"]
 
 log = logging.getLogger(__name__)
@@ -360,7 +362,7 @@ class Stores:
                 error = exc
             if not error.retryable or attempt == attempts:
                 raise error
-            delay = min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random())
+            delay = min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + _JITTER.random())
             log.debug("retrying %s after %s (attempt %d/%d)", uri, error, attempt, attempts)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
