@@ -6,8 +6,9 @@ internal mask or alpha), and, in float bands, not NaN. The conventions:
 
 - ``count``: the number of valid values (int64); 0 for a window without any, whose
   other statistics are then null.
-- ``mean`` and ``std``: accumulated in float64; ``std`` is the population standard
-  deviation (``ddof=0``, numpy's default).
+- ``mean`` and ``std``: accumulated in float64 (rescaled where a plain sum would
+  overflow, so values near float64's limits still give finite results); ``std`` is
+  the population standard deviation (``ddof=0``, numpy's default).
 - ``min`` and ``max``: exact values in the bands' dtype (the common dtype of the
   bands asked); unsigned integers are widened to the signed type that holds every
   value (``uint16`` -> ``int32``), as the Delta output tables of the flows must
@@ -77,21 +78,34 @@ def reduce_window(array: np.ndarray, stats: Sequence[str]) -> dict[str, Any]:
         elif count == 0:
             out[name] = None
         elif name == "mean":
-            with np.errstate(over="ignore", invalid="ignore"):  # float64 extremes give inf or NaN, as numpy does
-                out[name] = float(np.mean(values, dtype=np.float64))
+            out[name] = _finite_reduce(np.mean, values)
         elif name == "std":
-            with np.errstate(over="ignore", invalid="ignore"):
-                out[name] = float(np.std(values, dtype=np.float64))
+            out[name] = _finite_reduce(np.std, values)
         elif name == "min":
             out[name] = values.min()
         elif name == "max":
             out[name] = values.max()
         elif name == "median":
-            with np.errstate(over="ignore"):
-                out[name] = float(np.median(values))
+            out[name] = _finite_reduce(np.median, values)
         else:
             raise StatisticError(f"unknown statistic {name!r}; the valid ones are {', '.join(STATISTICS)}")
     return out
+
+
+def _finite_reduce(reduce: Any, values: np.ndarray) -> float:
+    """``reduce`` (mean, std or median) of ``values`` in float64, exact even where the sum overflows.
+
+    Values near float64's limits (``8.9e307`` twice) overflow a plain sum to inf; the
+    reduction is then made on the values divided by their largest magnitude and scaled
+    back, so a finite result is returned whenever the true one is finite.
+    """
+    as_float = values.astype(np.float64, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = float(reduce(as_float))
+        if np.isfinite(result) or not np.isfinite(as_float).all():
+            return result
+        scale = float(np.max(np.abs(as_float)))
+        return float(reduce(as_float / scale)) * scale
 
 
 def value_type(dtype: np.dtype) -> np.dtype:

@@ -47,11 +47,25 @@ def test_statistics_equal_numpy_over_the_valid_values(window):
         return
     assert got["min"] == values.min() and got["max"] == values.max()
     assert got["min"].dtype == window.dtype and got["max"].dtype == window.dtype  # exact, in the band's dtype
-    assert got["median"] == np.median(values)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = np.mean(values.astype(np.float64)), np.std(values.astype(np.float64))
+    # The oracle: numpy in float64; where its sums overflow, on the values scaled into range.
+    as_float = values.astype(np.float64)
+    scale = max(float(np.max(np.abs(as_float))), 1.0)
+
+    def oracle(reduce):
+        with np.errstate(over="ignore", invalid="ignore"):
+            plain = reduce(as_float)
+        return plain if np.isfinite(plain) else reduce(as_float / scale) * scale
+
+    mean, std = oracle(np.mean), oracle(np.std)
+    np.testing.assert_allclose(got["median"], oracle(np.median), rtol=1e-15)
     np.testing.assert_allclose(got["mean"], mean, rtol=1e-12)
-    np.testing.assert_allclose(got["std"], std, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(got["std"], std, rtol=1e-9, atol=scale * 1e-12)  # rounding of the mean, at most
+
+
+def test_statistics_of_values_near_the_float64_limit_are_finite():
+    big = np.finfo(np.float64).max / 2 * 1.0000001  # the sum of two overflows a plain float64 mean
+    got = reduce_window(np.ma.MaskedArray(np.array([[big, big]])), ["mean", "std", "median"])
+    assert got == {"mean": pytest.approx(big), "std": 0.0, "median": pytest.approx(big)}
 
 
 def test_nan_nodata_is_left_out_and_an_all_invalid_window_has_count_zero():
