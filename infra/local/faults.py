@@ -3,10 +3,20 @@
 Clients talk to the proxy as if it were the service: it forwards each request
 unchanged (method, path, headers, Host included, so SigV4 signatures still
 verify) to the upstream and relays the answer, except for requests matching a
-:class:`Fault`, which are delayed, or answered with an S3 error (``503
-SlowDown`` by default) in the service's own protocol, a given number of times.
-It produces what a real store does under load, which SeaweedFS on loopback
-never does by itself::
+:class:`Fault`, which are delayed, or disturbed a given number of times in one
+of these ways (``kind``):
+
+- ``error``: an S3 error in the service's own protocol (``503 SlowDown`` by default);
+- ``truncate``: the upstream's answer with its full ``Content-Length`` but only
+  half of its body, then the connection is closed;
+- ``stall``: no answer at all for ``stall`` seconds, then the connection is closed;
+- ``malformed``: bytes that are not an HTTP answer, then the connection is closed;
+- ``drop``: the connection is closed without an answer;
+- ``replace``: a well-formed answer of status ``status`` with the body ``body``
+  (say, ``200`` and text that is not JSON, in front of a STAC API).
+
+It produces what a real store does under load or when broken, which SeaweedFS
+on loopback never does by itself::
 
     with fault_proxy("http://127.0.0.1:8333", [Fault(method="HEAD", path=r"/scene-1/", times=1)]) as proxy:
         os.environ["AWS_ENDPOINT_URL"] = proxy.url
@@ -28,6 +38,7 @@ import http.client
 import json
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -37,6 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from rasteret_demo.process import HOST, free_port, running
@@ -46,6 +58,9 @@ from .cli import interrupt
 __all__ = ["Fault", "FaultProxy", "RunningProxy", "fault_proxy", "main"]
 
 CONTROL_PATH = "/__faults__"
+FaultKind = Literal["error", "truncate", "stall", "malformed", "drop", "replace"]
+KINDS: tuple[str, ...] = ("error", "truncate", "stall", "malformed", "drop", "replace")
+_MALFORMED = b"HTTP/1.1 two hundred OK\r\nContent-Length: banana\r\n\r\n<<not http>>"
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 
 
@@ -56,9 +71,13 @@ class Fault:
     Attributes:
         path: A regular expression searched in the request path (``/bucket/key?query``).
         method: ``GET``, ``HEAD``, ``PUT``...; None matches every method.
-        times: How many matching requests get ``status``; 0 answers none (delay only).
-        status: The HTTP status of an injected error.
-        code: The S3 error code in its XML body.
+        times: How many matching requests are disturbed; 0 disturbs none (delay only).
+        kind: How they are disturbed (see the module docs).
+        status: The HTTP status of an injected error (``error``) or answer (``replace``).
+        code: The S3 error code in an ``error``'s XML body.
+        body: The body of a ``replace`` answer.
+        content_type: The ``Content-Type`` of a ``replace`` answer.
+        stall: Seconds a ``stall`` holds the connection before closing it.
         delay: Seconds to wait before handling every matching request (forwarded or not).
         hits: Matching requests seen so far.
     """
@@ -66,10 +85,18 @@ class Fault:
     path: str
     method: str | None = None
     times: int = 1
+    kind: FaultKind = "error"
     status: int = 503
     code: str = "SlowDown"
+    body: str = ""
+    content_type: str = "application/json"
+    stall: float = 30.0
     delay: float = 0.0
     hits: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"fault kind must be one of {KINDS}, got {self.kind!r}")
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this fault applies to a request (``path`` is a regular expression)."""
@@ -89,6 +116,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.faults = list(faults)
         self.lock = threading.Lock()
         self.injected_errors = 0
+        self.injected_by_kind: dict[str, int] = dict.fromkeys(KINDS, 0)
         super().__init__((HOST, port), _Handler)
 
     @property
@@ -109,6 +137,7 @@ class FaultProxy(ThreadingHTTPServer):
                     failing = fault
             if failing is not None:
                 self.injected_errors += 1
+                self.injected_by_kind[failing.kind] += 1
         return delay, failing
 
 
@@ -128,8 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
         delay, fault = self.server.decide(self.command, self.path)
         if delay:
             time.sleep(delay)
-        if fault is not None:
-            self._answer_error(fault)
+        if fault is not None and fault.kind != "truncate":
+            self._disturb(fault)
             return
         conn = http.client.HTTPConnection(*self.server.upstream, timeout=60)
         try:
@@ -147,10 +176,46 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            if self.command != "HEAD":
+            if fault is not None and self.command != "HEAD":  # a truncated body: half of what was announced
+                self.wfile.write(data[: len(data) // 2])
+                self._hang_up()
+            elif fault is not None:  # HEAD has no body to cut: hang up before the headers end
+                self._hang_up()
+            elif self.command != "HEAD":
                 self.wfile.write(data)
         finally:
             conn.close()
+
+    def _disturb(self, fault: Fault) -> None:
+        """Answer a matching request as ``fault.kind`` says (anything but ``truncate``)."""
+        if fault.kind == "error":
+            self._answer_error(fault)
+        elif fault.kind == "replace":
+            body = fault.body.encode()
+            self.send_response(fault.status)
+            self.send_header("Content-Type", fault.content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        elif fault.kind == "malformed":
+            self.log_request("malformed")
+            self.wfile.write(_MALFORMED)
+            self._hang_up()
+        elif fault.kind == "stall":
+            self.log_request("stall")
+            time.sleep(fault.stall)
+            self._hang_up()
+        else:  # drop
+            self.log_request("drop")
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close the client's connection now, whatever was (or was not) sent."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _answer_error(self, fault: Fault) -> None:
         body = (
@@ -167,6 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer_counters(self) -> None:
         with self.server.lock:
             body = json.dumps({"injected": self.server.injected_errors,
+                               "by_kind": dict(self.server.injected_by_kind),
                                "faults": [dataclasses.asdict(f) for f in self.server.faults]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -184,13 +250,16 @@ class RunningProxy:
     url: str
 
     def counters(self) -> dict[str, object]:
-        """``injected`` (error answers so far) and ``faults`` (each with its ``hits``)."""
+        """``injected`` (disturbed answers so far), ``by_kind`` (the same per kind) and ``faults`` (each with its ``hits``)."""
         with urllib.request.urlopen(self.url + CONTROL_PATH, timeout=5) as response:
             return json.loads(response.read())
 
-    def injected(self) -> int:
-        """How many error answers the proxy has injected."""
-        return int(self.counters()["injected"])  # type: ignore[call-overload]
+    def injected(self, kind: str | None = None) -> int:
+        """How many answers the proxy has disturbed (of one ``kind``, or of every kind)."""
+        counters = self.counters()
+        if kind is None:
+            return int(counters["injected"])  # type: ignore[call-overload]
+        return int(counters["by_kind"][kind])  # type: ignore[index]
 
 
 @contextlib.contextmanager
