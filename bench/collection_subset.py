@@ -46,7 +46,7 @@ def write(uri: str, records: int) -> float:
     import pyarrow as pa
 
     from rasteret_core import Settings
-    from rasteret_core._delta import write_table
+    from rasteret_core.table.delta import write_table
 
     from .synthetic import synthetic_batches
 

@@ -1,7 +1,7 @@
 """Measure Delta layouts of a 100,000-record collection: which one answers subsets fastest.
 
 Each layout is written to a fresh local table, then four queries run against it
-through the same pruned read the library uses (:meth:`rasteret_core._delta.Snapshot.read`):
+through the same pruned read the library uses (:meth:`rasteret_core.table.delta.Snapshot.read`):
 a small bbox in one month, a 10-degree bbox in one month, one month, and a small
 bbox over both years. Timings are the median of three runs, each opening the
 table afresh. Writes use deltalake directly so the layouts differ only in what is
@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 
-from rasteret_core._delta import (
+from rasteret_core.settings import Settings
+from rasteret_core.table.delta import (
     COLLECTION_CONFIGURATION,
     ROW_GROUP_ROWS,
     TARGET_FILE_SIZE,
@@ -37,8 +38,7 @@ from rasteret_core._delta import (
     open_snapshot,
     write_table,
 )
-from rasteret_core._schema import RECORD_HASH, record_hashes
-from rasteret_core.settings import Settings
+from rasteret_core.table.schema import RECORD_HASH, record_hashes
 
 from .synthetic import synthetic_batches
 

@@ -82,7 +82,7 @@ def run(copies: int, partition_size: int, in_flight: Sequence[int], tasks: int, 
     import rasteret_core as rc
     from infra.local.cli import start_sample_services
     from infra.local.prefect_server import prefect_server
-    from rasteret_core._delta import merge_table
+    from rasteret_core.table.delta import merge_table
     from rasteret_demo.process import Background
     from rasteret_flows import enrich_collection, with_runner
 

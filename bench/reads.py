@@ -27,8 +27,8 @@ import shapely
 
 import rasteret_core as rc
 from infra.local.seaweedfs import seaweedfs
-from rasteret_core._planner import coalesce_ranges
-from rasteret_core._read import plan_stack
+from rasteret_core.read.grid import plan_stack
+from rasteret_core.read.planner import coalesce_ranges
 from rasteret_demo.archive import make_sample_archive
 
 BANDS = ["red", "nir"]

@@ -5,7 +5,7 @@ over the land latitudes, revisited ``n // tiles`` times over two years. Every
 record has ten bands (four at 10 m, 10980 px, six at 20 m, 5490 px; 1024 px
 tiles; overviews halving down to one tile), so each row carries 984 tiles' offsets
 and byte counts, as a real Earth Search ``sentinel-2-l2a`` record does. The rows
-have the collection schema of :mod:`rasteret_core._schema` and are built with
+have the collection schema of :mod:`rasteret_core.table.schema` and are built with
 vectorised Arrow arrays, so 100,000 records take seconds, not minutes.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
-from rasteret_core._schema import ASSET_TYPE, BBOX_TYPE, HEADER_TYPE, IMAGE_TYPE, collection_schema
+from rasteret_core.table.schema import ASSET_TYPE, BBOX_TYPE, HEADER_TYPE, IMAGE_TYPE, collection_schema
 
 __all__ = ["BANDS", "synthetic_batches", "synthetic_table"]
 

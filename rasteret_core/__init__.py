@@ -14,14 +14,9 @@ from importlib import metadata as _metadata
 from typing import Any as _Any
 
 from . import engine
-from ._catalog import CatalogEntry, build, catalog, register
-from ._collection import Collection, load
-from ._freshness import StaleAsset
-from ._ingest import build_from_stac, build_from_table
-from ._points import Match
-from ._read import ReadOptions, ReadResult, Resampling
-from ._store import IOStats
-from ._xarray import Mosaic
+from .ingest import build_from_stac, build_from_table
+from .registry import CatalogEntry, build, catalog, register
+from .collection import Collection, load
 from .errors import (
     BandError,
     CollectionError,
@@ -42,6 +37,11 @@ from .errors import (
     UnresolvedCRSError,
     UnsupportedTiffError,
 )
+from .io.freshness import StaleAsset
+from .io.store import IOStats
+from .read.grid import ReadOptions, ReadResult, Resampling
+from .read.points import Match
+from .read.xarray import Mosaic
 from .settings import Settings
 
 try:

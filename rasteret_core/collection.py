@@ -18,12 +18,11 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from . import _delta
-from ._enrich import enrich_records, raise_failures
-from ._freshness import StaleAsset, stale_assets
-from ._geometry import CRS84, GeometryLike, read_geometry_table, reproject, to_crs, to_geometry
-from ._points import Match, sample_table, to_points
-from ._read import (
+from .errors import CollectionError, PlanningError, SchemaError
+from .geo.geometry import CRS84, GeometryLike, read_geometry_table, reproject, to_crs, to_geometry
+from .io.freshness import StaleAsset, stale_assets
+from .io.store import IOStats
+from .read.grid import (
     ReadOptions,
     ReadResult,
     Resampling,
@@ -34,14 +33,15 @@ from ._read import (
     read_aoi_table,
     read_stack,
 )
-from ._schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
-from ._sources import records_from_table
-from ._stac import parse_utc
-from ._stats import check_stats
-from ._store import IOStats
-from ._xarray import Chunks, GroupBy, Mosaic, check_mosaic, read_xarray
-from .errors import CollectionError, PlanningError, SchemaError
+from .read.points import Match, sample_table, to_points
+from .read.stats import check_stats
+from .read.xarray import Chunks, GroupBy, Mosaic, check_mosaic, read_xarray
 from .settings import Settings
+from .table import delta as _delta
+from .table.enrich import enrich_records, raise_failures
+from .table.schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
+from .table.sources import records_from_table
+from .table.stac import parse_utc
 
 __all__ = ["GEO_METADATA", "Collection", "load"]
 
@@ -373,7 +373,7 @@ class Collection:
     def sample_points(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                       geometry_column: str = "geometry", x_column: str | None = None, y_column: str | None = None,
                       match: Match = "all", date_column: str | None = None, masked: bool = False) -> pa.Table:
-        """Sample ``bands`` at every point; one row per point x record x band (see ``_points.sample_table``).
+        """Sample ``bands`` at every point; one row per point x record x band (see ``rasteret_core.read.points.sample_table``).
 
         ``points``: anything :func:`read_geometry_table` accepts, with Point geometries in
         ``geometry_column`` (WKB, WKT or GeoArrow points), or coordinates in ``x_column`` and
@@ -515,7 +515,7 @@ class Collection:
         Args:
             refresh: ``False`` parses only missing headers; ``"stale"`` also re-parses
                 the assets whose object changed since enrichment (one HEAD per
-                object finds them, see :func:`~rasteret_core._freshness.find_stale`);
+                object finds them, see :func:`~rasteret_core.io.freshness.find_stale`);
                 ``True`` re-parses every header.
 
         Only rows whose headers changed are merged (on id); when none did, nothing
@@ -578,7 +578,7 @@ class Collection:
 
         Run it now and then on a collection built by many small ingestions;
         earlier versions stay loadable until vacuumed. See
-        :func:`~rasteret_core._delta.optimize_table` for when to recluster.
+        :func:`~rasteret_core.table.delta.optimize_table` for when to recluster.
         """
         uri = self._require_uri("optimize")
         version, _ = _delta.optimize_table(uri, settings=self.settings, recluster=recluster, target_size=target_size)

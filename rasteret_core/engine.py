@@ -5,13 +5,7 @@ users want the small surface of :mod:`rasteret_core` instead. Names here may cha
 between minor versions more freely than the top-level ones.
 """
 
-from ._delta import read_table, write_table
-from ._enrich import EnrichResult, HeaderFailure, drop_failures, enrich_records
-from ._fetch import execute_plan, fetch_headers
-from ._freshness import StaleAsset, check_fresh, expected_objects
-from ._geometry import read_geometry_table
-from ._header import ImageInfo, TiffHeader
-from ._ingest import (
+from .ingest import (
     Changes,
     ChangeSet,
     MergeResult,
@@ -21,15 +15,21 @@ from ._ingest import (
     read_digests,
     select_changed,
 )
-from ._planner import ChunkRequest, ReadPlan, plan_read
-from ._points import MATCHES, check_sample_options
-from ._read import Stack
-from ._row_ranges import RowRange, TableSplit, read_row_range, split_table
-from ._sources import records_from_table
-from ._stac import StacRecords, StacSearch, records_from_items, records_from_stac, search, search_items
-from ._stats import STATISTICS, check_stats
-from ._store import ByteStore, IOStats, Stores
-from ._tiff import parse_header
+from .geo.geometry import read_geometry_table
+from .io.freshness import StaleAsset, check_fresh, expected_objects
+from .io.store import ByteStore, IOStats, Stores
+from .read.fetch import execute_plan
+from .read.grid import Stack
+from .read.planner import ChunkRequest, ReadPlan, plan_read
+from .read.points import MATCHES, check_sample_options
+from .read.stats import STATISTICS, check_stats
+from .table.delta import read_table, write_table
+from .table.enrich import EnrichResult, HeaderFailure, drop_failures, enrich_records
+from .table.row_ranges import RowRange, TableSplit, read_row_range, split_table
+from .table.sources import records_from_table
+from .table.stac import StacRecords, StacSearch, records_from_items, records_from_stac, search, search_items
+from .tiff.header import ImageInfo, TiffHeader
+from .tiff.parser import fetch_headers, parse_header
 
 __all__ = [
     "MATCHES",

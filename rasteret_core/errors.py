@@ -71,7 +71,7 @@ class UnresolvedCRSError(UnsupportedTiffError):
     """A GeoTIFF's GeoKeys do not define a CRS Rasteret can build (a missing key, an unknown code).
 
     The rest of the header is sound: given a CRS from elsewhere (the ``fallback_crs`` of
-    :func:`~rasteret_core.parse_header`; enrichment passes the record's catalog CRS),
+    :func:`~rasteret_core.tiff.parser.parse_header`; enrichment passes the record's catalog CRS),
     the header parses.
 
     Attributes:

@@ -34,14 +34,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         f'to_torchgeo_dataset needs torch and torchgeo: pip install "rasteret[torchgeo]" ({exc})'
     ) from exc
 
-from ._geometry import to_crs
-from ._read import ReadOptions, Resampling, TargetGrid, _record_order, asset_of, check_bands, read_grid
-from ._warp import default_resolution, plan_target_grid
 from .errors import GeometryError, NoRecordsError, PlanningError
+from .geo.geometry import to_crs
+from .geo.warp import default_resolution, plan_target_grid
+from .read.grid import ReadOptions, Resampling, TargetGrid, _record_order, asset_of, check_bands, read_grid
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ._collection import Collection
+    from .collection import Collection
 
 __all__ = ["CollectionDataset"]
 

@@ -21,7 +21,7 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 from shapely.geometry.base import BaseGeometry
 
-from .errors import CollectionError, GeometryError, SchemaError
+from rasteret_core.errors import CollectionError, GeometryError, SchemaError
 
 __all__ = [
     "GeometryLike",

@@ -47,7 +47,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from .errors import GeometryError
+from rasteret_core.errors import GeometryError
 
 __all__ = ["rasterize_mask"]
 

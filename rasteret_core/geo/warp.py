@@ -37,8 +37,9 @@ from typing import Any, Literal, cast
 import numpy as np
 from pyproj import CRS
 
-from ._geometry import _transformer, inverse_affine, to_crs
-from .errors import ConfigError, GeometryError
+from rasteret_core.errors import ConfigError, GeometryError
+
+from .geometry import _transformer, inverse_affine, to_crs
 
 __all__ = ["Resampling", "default_resolution", "plan_source_window", "plan_target_grid", "reproject_array"]
 

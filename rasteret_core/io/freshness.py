@@ -1,7 +1,7 @@
 """Staleness: has a source COG changed since its header was parsed?
 
 Enrichment stores each asset's ETag, size and last-modified time with its header
-(:data:`~rasteret_core._schema.HEADER_TYPE`). A COG replaced afterwards (same
+(:data:`~rasteret_core.table.schema.HEADER_TYPE`). A COG replaced afterwards (same
 href, new bytes) would be read with the old tile offsets, so reads check first:
 
 - :func:`expected_objects` takes what the stored headers say of each href;
@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._fetch import with_stores
-from ._store import ObjectInfo, Stores
-from .errors import StaleAssetError
-from .settings import Settings
+from rasteret_core.errors import StaleAssetError
+from rasteret_core.settings import Settings
+
+from .runtime import with_stores
+from .store import ObjectInfo, Stores
 
 __all__ = ["ObjectFacts", "StaleAsset", "check_fresh", "expected_objects", "find_stale", "stale_assets"]
 

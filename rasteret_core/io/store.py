@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-from .errors import FetchError, ObjectNotFoundError
-from .settings import Settings
+from rasteret_core.errors import FetchError, ObjectNotFoundError
+from rasteret_core.settings import Settings
 
 if TYPE_CHECKING:
     import aiohttp
@@ -65,6 +65,7 @@ class IOStats:
     bytes: int = 0
 
     def add(self, nbytes: int) -> None:
+        """Count one request of ``nbytes`` bytes."""
         self.requests += 1
         self.bytes += nbytes
 

@@ -1,19 +1,15 @@
 """The one async executor: fetch a plan's byte ranges, decode tiles, assemble, mask.
 
 Requests run concurrently (bounded by the settings' ``max_concurrency`` inside
-:class:`~rasteret_core._store.Stores`); tiles decode in a thread pool (imagecodecs
+:class:`~rasteret_core.io.store.Stores`); tiles decode in a thread pool (imagecodecs
 releases the GIL) and are pasted into one preallocated array per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import logging
 import math
-import os
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,16 +17,17 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._decode import decode_tile
-from ._header import ImageInfo, TiffHeader
-from ._planner import ChunkPlan, PointSet, RangeRequest, ReadPlan, TilePart, Window, split_plan
-from ._rasterize import rasterize_mask
-from ._store import IOStats, ObjectInfo, Stores
-from ._tiff import parse_header
-from .errors import FetchError, RasteretError
-from .settings import Settings
+from rasteret_core.errors import FetchError
+from rasteret_core.geo.rasterize import rasterize_mask
+from rasteret_core.io.runtime import with_stores
+from rasteret_core.io.store import IOStats, Stores
+from rasteret_core.settings import Settings
+from rasteret_core.tiff.decode import decode_tile
+from rasteret_core.tiff.header import ImageInfo
 
-__all__ = ["execute_plan", "fetch_headers", "rasterize_mask", "read_headers", "read_plan", "reduce_plan", "with_stores"]
+from .planner import ChunkPlan, PointSet, RangeRequest, ReadPlan, TilePart, Window, split_plan
+
+__all__ = ["execute_plan", "read_plan", "reduce_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +39,12 @@ async def execute_plan(plan: ReadPlan, stores: Stores, *, masked: bool = False) 
 
     Pixels outside the chunk's geometry (per rasterio.mask rules, honouring
     ``plan.all_touched``), pixels GDAL's mask band marks invalid (an internal mask,
-    nodata, alpha; see :class:`~rasteret_core._planner.MaskPlan`) and sparse tiles hold
+    nodata, alpha; see :class:`~rasteret_core.read.planner.MaskPlan`) and sparse tiles hold
     the chunk's fill value. With ``masked`` each array is a ``numpy.ma.MaskedArray``
     whose mask is True at those pixels (as rasterio's ``read(masked=True)``).
 
     A point chunk (``chunk.points``) gives a 1-D array, one value per slot of its
-    :class:`~rasteret_core._planner.PointSet`, under the same mask rules; each tile is
+    :class:`~rasteret_core.read.planner.PointSet`, under the same mask rules; each tile is
     decoded once and all its points are gathered from it at once.
     """
     outs = [np.full(_shape(c), c.fill, dtype=c.image.dtype) for c in plan.chunks]
@@ -169,94 +166,6 @@ def _paste(out: np.ndarray, window: Window, image: ImageInfo, tile: int, pixels:
     out[r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off] = source
 
 
-async def fetch_headers(
-    uris: Sequence[str], stores: Stores, *, on_done: Callable[[str], None] | None = None
-) -> dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
-    """Parse the header of each URI concurrently; map each URI to (header, object info) or its error.
-
-    Errors are returned, not raised, so one bad file does not sink a batch; the
-    caller decides what to record.
-    """
-
-    async def one(uri: str) -> tuple[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
-        try:
-            info, header = await asyncio.gather(
-                stores.head(uri), parse_header(uri, stores, header_read=stores.settings.header_read)
-            )
-            result: tuple[TiffHeader, ObjectInfo] | RasteretError = (header, info)
-        except RasteretError as exc:
-            result = exc
-        if on_done is not None:
-            on_done(uri)
-        return uri, result
-
-    return dict(await asyncio.gather(*(one(u) for u in dict.fromkeys(uris))))
-
-
-class _Runtime:
-    """One background event loop per process, with long-lived stores per settings.
-
-    Sync calls submit their coroutines here, so S3/HTTP clients and their
-    connections outlive a single read (no client set-up per call). A forked
-    child process builds its own runtime.
-    """
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        self.stores: dict[Settings, Stores] = {}
-        self.thread = threading.Thread(target=self.loop.run_forever, name="rasteret-io", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if threading.current_thread() is self.thread:
-            coro.close()
-            raise RuntimeError("a sync Rasteret call was made from inside Rasteret's I/O loop; await the async API")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def shared_stores(self, settings: Settings) -> Stores:
-        """The long-lived stores for ``settings`` (call on the runtime's loop)."""
-        if settings not in self.stores:
-            self.stores[settings] = Stores(settings)
-        return self.stores[settings]
-
-    def close(self) -> None:
-        async def close_all() -> None:
-            for stores in self.stores.values():
-                await stores.__aexit__(None, None, None)
-
-        if self.loop.is_running():
-            with contextlib.suppress(Exception):  # best effort at interpreter exit
-                asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(timeout=5)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-
-
-_runtime: _Runtime | None = None
-_runtime_lock = threading.Lock()
-
-
-def _get_runtime() -> _Runtime:
-    global _runtime  # noqa: PLW0603 - one runtime per process, rebuilt after a fork
-    with _runtime_lock:
-        if _runtime is None or _runtime.pid != os.getpid():
-            _runtime = _Runtime()
-            atexit.register(_runtime.close)
-        return _runtime
-
-
-def with_stores(settings: Settings, work: Callable[[Stores], Coroutine[Any, Any, T]]) -> T:
-    """Run ``work(stores)`` from sync code on the shared runtime, with long-lived stores for ``settings``.
-
-    ``stores`` is a child view: it counts only this call's I/O (``stores.stats``).
-    """
-    runtime = _get_runtime()
-
-    async def go() -> T:
-        return await work(runtime.shared_stores(settings).child())
-
-    return runtime.run(go())
-
-
 def read_plan(
     plan: ReadPlan,
     settings: Settings,
@@ -302,7 +211,7 @@ def reduce_plan(
 ) -> tuple[list[T], IOStats]:
     """Run ``plan`` in bounded batches and reduce each chunk's masked array as soon as its batch is read.
 
-    The plan is cut by :func:`~rasteret_core._planner.split_plan` into batches of at most
+    The plan is cut by :func:`~rasteret_core.read.planner.split_plan` into batches of at most
     ``max_pixels`` window pixels; they run one after another, so only one batch's
     arrays are held at once. ``reduce(chunk, array)`` gets each chunk's masked array
     (as :func:`execute_plan` with ``masked``) in a worker thread. Returns one
@@ -324,14 +233,3 @@ def reduce_plan(
         return out
 
     return with_stores(settings, lambda stores: _run_checked(stores, run, check))
-
-
-def read_headers(
-    uris: Sequence[str], settings: Settings, *, on_done: Callable[[str], None] | None = None
-) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
-    """:func:`fetch_headers` from sync code on the shared runtime; also return the I/O it took."""
-
-    async def go(stores: Stores) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
-        return await fetch_headers(uris, stores, on_done=on_done), stores.stats
-
-    return with_stores(settings, go)

@@ -24,18 +24,19 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from ._fetch import read_plan, reduce_plan
-from ._freshness import ObjectFacts, check_fresh
-from ._geometry import CRS84, GeometryLike, reproject, to_crs, to_geometry
-from ._header import TiffHeader
-from ._planner import ChunkPlan, ChunkRequest, ReadPlan, Window, plan_read, resolve_overview, select_image
-from ._rasterize import rasterize_mask
-from ._schema import header_from_dict
-from ._stats import check_stats, reduce_window, stats_columns
-from ._store import IOStats
-from ._warp import Resampling, default_resolution, plan_source_window, plan_target_grid, reproject_array
-from .errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
-from .settings import Settings
+from rasteret_core.errors import BandError, GridMismatchError, NoRecordsError, PlanningError, SchemaError
+from rasteret_core.geo.geometry import CRS84, GeometryLike, reproject, to_crs, to_geometry
+from rasteret_core.geo.rasterize import rasterize_mask
+from rasteret_core.geo.warp import Resampling, default_resolution, plan_source_window, plan_target_grid, reproject_array
+from rasteret_core.io.freshness import ObjectFacts, check_fresh
+from rasteret_core.io.store import IOStats
+from rasteret_core.settings import Settings
+from rasteret_core.table.schema import header_from_dict
+from rasteret_core.tiff.header import TiffHeader
+
+from .fetch import read_plan, reduce_plan
+from .planner import ChunkPlan, ChunkRequest, ReadPlan, Window, plan_read, resolve_overview, select_image
+from .stats import check_stats, reduce_window, stats_columns
 
 __all__ = ["ReadOptions", "ReadResult", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_aoi_table", "read_stack", "stack_grid"]
 
@@ -77,6 +78,7 @@ class ReadOptions:
             raise PlanningError(f"resolution must be positive, got {self.resolution}")
 
     def overview_for(self, header: TiffHeader) -> int | None:
+        """The overview level to read from ``header``: the one asked, or the one ``resolution`` picks."""
         if self.resolution is None or self.target_crs is not None:  # with a target CRS, resolution is the target's
             return self.overview
         return resolve_overview(header, self.resolution)
@@ -126,6 +128,7 @@ class ReadResult:
 
     @classmethod
     def from_stack(cls, stack: Stack) -> ReadResult:
+        """The result of a read as a :class:`Stack` holds it."""
         return cls(stack.data, stack.stats, tuple(stack.record_ids), tuple(stack.datetimes), tuple(stack.bands),
                    stack.transform, stack.crs, stack.fill)
 
@@ -404,9 +407,9 @@ def read_aoi_table(
     masked window, row-major, in the band's dtype; with ``options.masked`` invalid pixels
     are null values). AOIs that meet no record add no row.
 
-    With ``stats`` (names from :data:`~rasteret_core._stats.STATISTICS`) ``data`` gives way
+    With ``stats`` (names from :data:`~rasteret_core.read.stats.STATISTICS`) ``data`` gives way
     to ``pixels`` (the window's pixels inside the AOI, int64) and one column per statistic,
-    in the order asked, over the valid pixels only (see :mod:`rasteret_core._stats`). The
+    in the order asked, over the valid pixels only (see :mod:`rasteret_core.read.stats`). The
     whole read is planned at once and run in batches of at most ``settings.batch_pixels``
     window pixels, each window reduced as soon as its batch is read (``options.masked``
     changes nothing there).

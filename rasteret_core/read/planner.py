@@ -3,7 +3,7 @@
 It maps (record assets with parsed headers, a geometry or points) to a frozen
 :class:`ReadPlan`: for each record x band a pixel window (or the pixels under
 the points) and the tiles it touches, and for the whole read the merged
-byte-range requests. The fetcher (`_fetch.execute_plan`) runs a plan;
+byte-range requests. The fetcher (`read.fetch.execute_plan`) runs a plan;
 ``plan.summary()`` tells its cost first.
 
 Conventions: windows are in pixels of the chosen image, half-open; byte ranges
@@ -23,13 +23,13 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from ._decode import check_supported
-from ._geometry import apply_affine, inverse_affine, reproject, reproject_xy, to_crs
-from ._header import ImageInfo, TiffHeader
-from .errors import PlanningError
+from rasteret_core.errors import PlanningError
+from rasteret_core.geo.geometry import apply_affine, inverse_affine, reproject, reproject_xy, to_crs
+from rasteret_core.tiff.decode import check_supported
+from rasteret_core.tiff.header import ImageInfo, TiffHeader
 
 if TYPE_CHECKING:  # annotations only (postponed): no import-time dependence on the alias
-    from ._header import ByteOrder
+    from rasteret_core.tiff.header import ByteOrder
 
 __all__ = [
     "ChunkPlan",
@@ -63,6 +63,7 @@ class Window:
 
     @property
     def empty(self) -> bool:
+        """Whether the window covers no pixel."""
         return self.height <= 0 or self.width <= 0
 
 
@@ -170,6 +171,7 @@ class RangeRequest:
 
     @property
     def length(self) -> int:
+        """The number of bytes in the range."""
         return self.end - self.start
 
 

@@ -3,7 +3,7 @@
 Points are normalised once (:func:`to_points`): a geometry column (WKB, WKT, GeoArrow
 points) or x/y columns, in any CRS, with a date per point when ``match="nearest-date"``.
 For each record and band, one point request carries every point inside the record's
-footprint; the planner turns it into one point chunk (:class:`~rasteret_core._planner.PointSet`)
+footprint; the planner turns it into one point chunk (:class:`~rasteret_core.read.planner.PointSet`)
 that reads each tile its points touch once, and the fetcher decodes each tile once and
 gathers its points' values vectorised. A million points over one scene cost that
 scene's touched tiles, not a million one-pixel windows. ``match`` chooses, per point and
@@ -23,14 +23,15 @@ import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 
-from ._fetch import read_plan
-from ._geometry import CRS84, reproject_xy
-from ._planner import ChunkRequest, ReadPlan, plan_read, select_points
-from ._read import asset_of, fresh_check
-from ._stac import parse_utc
-from ._store import IOStats
-from .errors import GeometryError, RasteretError, SchemaError
-from .settings import Settings
+from rasteret_core.errors import GeometryError, RasteretError, SchemaError
+from rasteret_core.geo.geometry import CRS84, reproject_xy
+from rasteret_core.io.store import IOStats
+from rasteret_core.settings import Settings
+from rasteret_core.table.stac import parse_utc
+
+from .fetch import read_plan
+from .grid import asset_of, fresh_check
+from .planner import ChunkRequest, ReadPlan, plan_read, select_points
 
 __all__ = ["MATCHES", "OUTPUT_COLUMNS", "Match", "Points", "check_sample_options", "sample_table", "to_points"]
 

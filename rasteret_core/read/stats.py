@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import StatisticError
+from rasteret_core.errors import StatisticError
 
 __all__ = ["STATISTICS", "check_stats", "reduce_window", "stats_columns", "valid_values", "value_type"]
 

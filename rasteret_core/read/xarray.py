@@ -37,14 +37,15 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS
 
-from ._fetch import read_plan
-from ._geometry import GeometryLike, to_crs, to_geometry
-from ._header import TiffHeader
-from ._planner import ChunkRequest, Window, plan_read
-from ._rasterize import rasterize_mask
-from ._read import ReadOptions, Stack, asset_of, fresh_check, plan_stack, read_stack, stack_grid
-from .errors import GridMismatchError, PlanningError
-from .settings import Settings
+from rasteret_core.errors import GridMismatchError, PlanningError
+from rasteret_core.geo.geometry import GeometryLike, to_crs, to_geometry
+from rasteret_core.geo.rasterize import rasterize_mask
+from rasteret_core.settings import Settings
+from rasteret_core.tiff.header import TiffHeader
+
+from .fetch import read_plan
+from .grid import ReadOptions, Stack, asset_of, fresh_check, plan_stack, read_stack, stack_grid
+from .planner import ChunkRequest, Window, plan_read
 
 __all__ = ["Chunks", "GroupBy", "Mosaic", "check_mosaic", "group_records", "mosaic_layers", "read_xarray",
            "resolve_chunks", "stack_to_xarray"]
@@ -168,6 +169,7 @@ def _time_coord(values: Sequence[datetime | date | None]) -> np.ndarray:
 
 
 def check_mosaic(mosaic: Mosaic | None, group_by: GroupBy) -> None:
+    """Check ``mosaic`` and ``group_by`` are known values; raise :class:`PlanningError` naming the valid ones."""
     if mosaic not in (None, "first", "latest", "median"):
         raise PlanningError(f"mosaic must be None, 'first', 'latest' or 'median', got {mosaic!r}")
     if group_by not in ("date", "all"):
@@ -220,7 +222,7 @@ def _dataset(layers: Mapping[str, Any], *, as_float: bool, fill: float, transfor
 
 
 def stack_to_xarray(stack: Stack) -> Any:
-    """A :class:`~rasteret_core._read.Stack` as an ``xarray.Dataset``: one variable per band, dims
+    """A :class:`~rasteret_core.read.grid.Stack` as an ``xarray.Dataset``: one variable per band, dims
     ``(time, y, x)``, record ids on ``id``, I/O counts in ``attrs`` (``requests``, ``bytes_read``).
     """
     masked = isinstance(stack.data, np.ma.MaskedArray)

@@ -51,9 +51,10 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from ._schema import CORE_FIELDS, INTERNAL_COLUMNS, MONTH, RECORD_HASH, missing_columns, record_hashes
-from .errors import CollectionError, SchemaError
-from .settings import Settings
+from rasteret_core.errors import CollectionError, SchemaError
+from rasteret_core.settings import Settings
+
+from .schema import CORE_FIELDS, INTERNAL_COLUMNS, MONTH, RECORD_HASH, missing_columns, record_hashes
 
 _JITTER = random.Random()  # retry jitter; a private generator leaves the global random state alone
 

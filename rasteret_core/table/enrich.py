@@ -17,13 +17,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._fetch import read_headers, with_stores
-from ._header import TiffHeader
-from ._schema import header_to_dict
-from ._store import IOStats, ObjectInfo, Stores
-from ._tiff import parse_header
-from .errors import CollectionError, RasteretError, UnresolvedCRSError, UnsupportedTiffError
-from .settings import Settings
+from rasteret_core.errors import CollectionError, RasteretError, UnresolvedCRSError, UnsupportedTiffError
+from rasteret_core.io.runtime import with_stores
+from rasteret_core.io.store import IOStats, ObjectInfo, Stores
+from rasteret_core.settings import Settings
+from rasteret_core.tiff.header import TiffHeader
+from rasteret_core.tiff.parser import parse_header, read_headers
+
+from .schema import header_to_dict
 
 __all__ = ["EnrichResult", "HeaderFailure", "drop_failures", "enrich_records", "raise_failures"]
 

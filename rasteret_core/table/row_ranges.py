@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .errors import ConfigError, SourceError
-from .settings import Settings
+from rasteret_core.errors import ConfigError, SourceError
+from rasteret_core.settings import Settings
 
 __all__ = ["FOOTER_READ", "RowRange", "TableSplit", "plan_row_ranges", "read_row_range", "split_table"]
 

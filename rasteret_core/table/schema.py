@@ -70,9 +70,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
-from ._geometry import CRS84
-from ._header import ImageInfo, TiffHeader
-from .errors import SchemaError
+from rasteret_core.errors import SchemaError
+from rasteret_core.geo.geometry import CRS84
+from rasteret_core.tiff.header import ImageInfo, TiffHeader
 
 __all__ = [
     "ASSET_TYPE",

@@ -2,8 +2,8 @@
 
 It takes a collection table (an export) as it is, a stac-geoparquet table, or a
 flat table of ids, footprints and href columns; STAC items go through
-:func:`~rasteret_core._stac.records_from_items`. Building and committing is
-:mod:`rasteret_core._ingest`'s.
+:func:`~rasteret_core.table.stac.records_from_items`. Building and committing is
+:mod:`rasteret_core.ingest`'s.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 import pyarrow as pa
 import shapely
 
-from ._geometry import CRS84, read_geometry_table, reproject
-from ._schema import conform_table, missing_columns, without_internal
-from ._stac import records_from_items
-from .errors import SchemaError
+from rasteret_core.errors import SchemaError
+from rasteret_core.geo.geometry import CRS84, read_geometry_table, reproject
+
+from .schema import conform_table, missing_columns, without_internal
+from .stac import records_from_items
 
 __all__ = ["records_from_table"]
 

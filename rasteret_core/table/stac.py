@@ -1,7 +1,7 @@
 """STAC items in, collection records out.
 
 :func:`search` asks a STAC API (pystac-client, every page); :func:`records_from_items`
-normalises items to collection rows (see `_schema`): footprint to WKB, native CRS
+normalises items to collection rows (see `table.schema`): footprint to WKB, native CRS
 from the projection extension (``proj:code``, ``proj:epsg``, ``proj:wkt2``,
 ``proj:projjson``, on the first band's asset or the item), COG assets picked by
 media type and role, or by an explicit band map, hrefs rewritten by prefix.
@@ -26,9 +26,10 @@ import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from ._geometry import to_geometry
-from ._schema import collection_schema
-from .errors import GeometryError, SourceError
+from rasteret_core.errors import GeometryError, SourceError
+from rasteret_core.geo.geometry import to_geometry
+
+from .schema import collection_schema
 
 __all__ = [
     "StacRecords",

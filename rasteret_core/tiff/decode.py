@@ -31,8 +31,9 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 
-from ._header import ByteOrder, ImageInfo
-from .errors import DecodeError, UnsupportedTiffError
+from rasteret_core.errors import DecodeError, UnsupportedTiffError
+
+from .header import ByteOrder, ImageInfo
 
 __all__ = ["check_supported", "decode_tile"]
 

@@ -49,7 +49,7 @@ from pyproj.crs.coordinate_operation import ToWGS84Transformation
 from pyproj.database import get_units_map
 from pyproj.exceptions import CRSError
 
-from .errors import UnresolvedCRSError, UnsupportedTiffError
+from rasteret_core.errors import UnresolvedCRSError, UnsupportedTiffError
 
 __all__ = ["CrsSource", "GeoKeys", "parse_geokeys", "resolve_catalog_crs", "resolve_crs"]
 

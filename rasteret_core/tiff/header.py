@@ -1,7 +1,7 @@
 """Frozen models of a parsed (Geo)TIFF header.
 
-The parser (`_tiff.parse_header`) produces them; the planner consumes them; the
-collection stores them (as an Arrow struct per asset, see `_schema`).
+The parser (`tiff.parser.parse_header`) produces them; the planner consumes them; the
+collection stores them (as an Arrow struct per asset, see `table.schema`).
 
 Conventions: affine transforms are in rasterio/affine order ``(a, b, c, d, e, f)``
 with ``x = a*col + b*row + c`` and ``y = d*col + e*row + f``, referring to the
@@ -90,18 +90,22 @@ class ImageInfo:
 
     @property
     def tiles_across(self) -> int:
+        """Tiles (or strips: one) in a row of the tile grid."""
         return math.ceil(self.width / self.tile_width)
 
     @property
     def tiles_down(self) -> int:
+        """Tiles (or strips) in a column of the tile grid."""
         return math.ceil(self.height / self.tile_height)
 
     @property
     def is_overview(self) -> bool:
+        """A reduced-resolution image (NewSubfileType bit 0) that is not a mask."""
         return bool(self.subfile_type & 1) and not self.is_mask
 
     @property
     def is_mask(self) -> bool:
+        """A transparency mask (NewSubfileType bit 2)."""
         return bool(self.subfile_type & 4)
 
     @property

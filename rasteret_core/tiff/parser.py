@@ -1,6 +1,6 @@
 """Parse (Geo)TIFF headers: every IFD, the tile tables, georeferencing and nodata.
 
-:func:`parse_header` reads byte ranges through any :class:`~rasteret_core._store.ByteStore`.
+:func:`parse_header` reads byte ranges through any :class:`~rasteret_core.io.store.ByteStore`.
 A cloud-optimized GeoTIFF keeps its header at the start of the file, so one request
 of ``header_read`` bytes usually covers it; IFDs or tag values beyond it are fetched
 with a read-ahead that doubles at each further request, and fetched chunks are kept
@@ -10,26 +10,31 @@ read of the whole file).
 Everything malformed raises :class:`~rasteret_core.errors.TiffFormatError`; valid
 files using a feature Rasteret does not read (samples of mixed bit depth, a CRS of
 another body than the Earth) raise :class:`~rasteret_core.errors.UnsupportedTiffError`.
-The CRS is built from the GeoKeys as libgeotiff and GDAL build it (see `_geokeys`);
+The CRS is built from the GeoKeys as libgeotiff and GDAL build it (see `geokeys`);
 keys that define no CRS Rasteret can build raise
 :class:`~rasteret_core.errors.UnresolvedCRSError`, unless ``fallback_crs`` is given.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from ._geokeys import GT_RASTER_TYPE, CrsSource, GeoKeys, parse_geokeys, resolve_catalog_crs, resolve_crs
-from ._header import ByteOrder, ImageInfo, TiffHeader
-from ._store import ByteStore
-from .errors import TiffFormatError, UnresolvedCRSError, UnsupportedTiffError
+from rasteret_core.errors import RasteretError, TiffFormatError, UnresolvedCRSError, UnsupportedTiffError
+from rasteret_core.io.runtime import with_stores
+from rasteret_core.io.store import ByteStore, IOStats, ObjectInfo, Stores
+from rasteret_core.settings import Settings
 
-__all__ = ["parse_header"]
+from .geokeys import GT_RASTER_TYPE, CrsSource, GeoKeys, parse_geokeys, resolve_catalog_crs, resolve_crs
+from .header import ByteOrder, ImageInfo, TiffHeader
+
+__all__ = ["fetch_headers", "parse_header", "read_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -552,3 +557,38 @@ async def _read_nodata(ifd: _IFD) -> float | None:
         return float(text.strip())
     except ValueError as exc:
         raise ifd.error(GDAL_NODATA, f"is not a number: {text!r}") from exc
+
+
+async def fetch_headers(
+    uris: Sequence[str], stores: Stores, *, on_done: Callable[[str], None] | None = None
+) -> dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
+    """Parse the header of each URI concurrently; map each URI to (header, object info) or its error.
+
+    Errors are returned, not raised, so one bad file does not sink a batch; the
+    caller decides what to record.
+    """
+
+    async def one(uri: str) -> tuple[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
+        try:
+            info, header = await asyncio.gather(
+                stores.head(uri), parse_header(uri, stores, header_read=stores.settings.header_read)
+            )
+            result: tuple[TiffHeader, ObjectInfo] | RasteretError = (header, info)
+        except RasteretError as exc:
+            result = exc
+        if on_done is not None:
+            on_done(uri)
+        return uri, result
+
+    return dict(await asyncio.gather(*(one(u) for u in dict.fromkeys(uris))))
+
+
+def read_headers(
+    uris: Sequence[str], settings: Settings, *, on_done: Callable[[str], None] | None = None
+) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
+    """:func:`fetch_headers` from sync code on the shared runtime; also return the I/O it took."""
+
+    async def go(stores: Stores) -> tuple[dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError], IOStats]:
+        return await fetch_headers(uris, stores, on_done=on_done), stores.stats
+
+    return with_stores(settings, go)

@@ -14,8 +14,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["rasteret_core"]):
-    from rasteret_core._tiff import parse_header
     from rasteret_core.errors import RasteretError
+    from rasteret_core.tiff.parser import parse_header
 
 
 class _Bytes:

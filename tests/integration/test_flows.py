@@ -85,5 +85,5 @@ def test_extraction_flow_keeps_every_aoi_column(ingested, tmp_path, s3):
 
 
 def test_core_never_imports_prefect():
-    code = "import sys, rasteret_core, rasteret_core._collection; sys.exit('prefect' in sys.modules)"
+    code = "import sys, rasteret_core, rasteret_core.collection; sys.exit('prefect' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

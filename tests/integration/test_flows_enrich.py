@@ -23,7 +23,7 @@ from deltalake import DeltaTable
 
 import rasteret_core as rc
 from infra.local.faults import Fault, fault_proxy
-from rasteret_core._delta import merge_table
+from rasteret_core.table.delta import merge_table
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 BANDS = {"red": "red", "nir": "nir"}

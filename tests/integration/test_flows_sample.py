@@ -206,7 +206,7 @@ def test_a_failing_batch_is_reported_and_the_others_commit(prefect_api, staging_
     """The 33N scenes' red files vanish after enrichment: their batch fails (not retryable), the 32N batch commits."""
     import copy
 
-    from rasteret_core._delta import merge_table
+    from rasteret_core.table.delta import merge_table
     from rasteret_flows import sample_points
 
     client = s3.client()

@@ -122,7 +122,7 @@ def test_build_from_a_catalog_entry(catalog_api, s3, entry, bands, records, pref
     uri = f"s3://rasteret-tables/catalog-{entry.split('/')[1]}"
     col = rc.build(entry, uri=uri, stac_api=catalog_api, bands=bands, datetime="2021-01-01/2024-12-31")
     assert len(col) == records and col.settings.requester_pays is requester_pays
-    expected_bands = bands or list(rc._catalog.get_entry(entry).bands)
+    expected_bands = bands or list(rc.registry.get_entry(entry).bands)
     assert col.bands == expected_bands
     rows = col.to_arrow().to_pylist()
     for row in rows:

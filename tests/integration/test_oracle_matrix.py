@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 from pyproj import CRS
 
 import rasteret_core as rc
-from rasteret_core._decode import decode_tile
-from rasteret_core._header import ImageInfo, TiffHeader
-from rasteret_core._planner import ChunkRequest, plan_read
+from rasteret_core.read.planner import ChunkRequest, plan_read
+from rasteret_core.tiff.decode import decode_tile
+from rasteret_core.tiff.header import ImageInfo, TiffHeader
 from tests.oracle_matrix import AXES, BLOCKS, OVERVIEW_FACTORS, Case, content, matrix, write_matrix
 
 pytestmark = [

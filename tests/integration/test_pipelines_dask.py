@@ -12,7 +12,7 @@ import shapely
 from deltalake import DeltaTable
 
 import rasteret_core as rc
-from rasteret_core._delta import merge_table
+from rasteret_core.table.delta import merge_table
 
 BANDS = {"red": "red", "nir": "nir"}
 

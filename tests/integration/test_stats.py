@@ -148,7 +148,7 @@ def test_the_statistics_table_schema(sample_stats):
 
 
 def test_batches_stay_bounded_and_give_the_same_table(s3_collection, sample_stats, monkeypatch):
-    from rasteret_core import _fetch
+    from rasteret_core.read import fetch as _fetch
 
     held = []
     real = _fetch.execute_plan

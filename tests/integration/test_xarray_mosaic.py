@@ -26,7 +26,7 @@ from rasterio.features import geometry_mask
 from rasterio.transform import from_origin
 
 import rasteret_core as rc
-from rasteret_core._store import Stores
+from rasteret_core.io.store import Stores
 
 BUCKET = "rasteret-mosaic"
 W, H = 300, 260

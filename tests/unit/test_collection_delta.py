@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import rasteret_core as rc
 from bench.synthetic import synthetic_batches
-from rasteret_core._delta import COLLECTION_CONFIGURATION, cluster_order
+from rasteret_core.table.delta import COLLECTION_CONFIGURATION, cluster_order
 
 MONTHS = ("2023-01-01/2023-08-31", "2023-09-01/2024-04-30", "2024-05-01/2024-12-31")
 
@@ -78,7 +78,7 @@ def test_subset_and_where_open_only_files_that_may_match(three_commits, caplog):
     col = rc.load(three_commits)
     files = len(DeltaTable(three_commits).file_uris())
     assert files >= 3
-    with caplog.at_level(logging.DEBUG, logger="rasteret_core._delta"):
+    with caplog.at_level(logging.DEBUG, logger="rasteret_core.table.delta"):
         sub = col.subset(datetime="2024-06-01/2024-06-30", bbox=(-180, -90, 180, 90))
         where = col.where(pc.field("datetime") < pa.scalar(datetime(2023, 8, 31, tzinfo=UTC),
                                                             pa.timestamp("us", tz="UTC")))
@@ -200,7 +200,7 @@ def many_row_groups(tmp_path_factory) -> tuple[str, pa.Table]:
     import numpy as np
     from deltalake import write_deltalake
 
-    from rasteret_core._delta import _WRITER
+    from rasteret_core.table.delta import _WRITER
 
     rng = np.random.default_rng(2)
     n = 2000
@@ -221,7 +221,7 @@ def many_row_groups(tmp_path_factory) -> tuple[str, pa.Table]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=st.floats(-180, 179), width=st.floats(0.1, 40), below=st.integers(0, 100))
 def test_the_pruned_read_takes_exactly_the_matching_rows(many_row_groups, x, width, below):
-    from rasteret_core._delta import open_snapshot
+    from rasteret_core.table.delta import open_snapshot
 
     uri, table = many_row_groups
     snapshot = open_snapshot(uri, settings=rc.Settings.from_env())

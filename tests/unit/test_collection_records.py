@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pyproj import CRS
 
 import rasteret_core as rc
-from rasteret_core._schema import RECORD_HASH, conform_table, geo_metadata, record_hashes
-from rasteret_core._stac import cog_asset_keys, matches_query, native_crs, rewrite_href
+from rasteret_core.table.schema import RECORD_HASH, conform_table, geo_metadata, record_hashes
+from rasteret_core.table.stac import cog_asset_keys, matches_query, native_crs, rewrite_href
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 UTM32 = CRS.from_epsg(32632)

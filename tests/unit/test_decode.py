@@ -12,10 +12,10 @@ import rasterio
 import tifffile
 from rasterio.transform import Affine
 
-from rasteret_core._decode import check_supported, decode_tile
-from rasteret_core._header import ImageInfo, TiffHeader
-from rasteret_core._tiff import parse_header
 from rasteret_core.errors import DecodeError, UnsupportedTiffError
+from rasteret_core.tiff.decode import check_supported, decode_tile
+from rasteret_core.tiff.header import ImageInfo, TiffHeader
+from rasteret_core.tiff.parser import parse_header
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 

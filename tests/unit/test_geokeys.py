@@ -20,10 +20,10 @@ from pyproj import CRS, Transformer
 from rasterio.transform import Affine
 
 import rasteret_core as rc
-from rasteret_core._geokeys import GeoKeys, parse_geokeys, resolve_catalog_crs, resolve_crs
-from rasteret_core._header import TiffHeader
-from rasteret_core._tiff import parse_header
 from rasteret_core.errors import UnresolvedCRSError, UnsupportedTiffError
+from rasteret_core.tiff.geokeys import GeoKeys, parse_geokeys, resolve_catalog_crs, resolve_crs
+from rasteret_core.tiff.header import TiffHeader
+from rasteret_core.tiff.parser import parse_header
 
 U = 32767  # KvUserDefined
 
@@ -334,7 +334,7 @@ def test_hand_written_keys_give_gdals_crs(tmp_path: Path, case: str) -> None:
 
 def test_conflicting_keys_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_keys(tmp_path / "conflict.tif", {1024: 1, 2048: 4267, 3072: 32633}, (5e5, 5e6))
-    with caplog.at_level(logging.WARNING, logger="rasteret_core._geokeys"):
+    with caplog.at_level(logging.WARNING, logger="rasteret_core.tiff.geokeys"):
         parse(path)
         parse(path)  # memoised resolution, still one warning per file
     messages = [r.getMessage() for r in caplog.records]

@@ -9,7 +9,7 @@ import pytest
 import shapely
 
 import rasteret_core as rc
-from rasteret_core._schema import record_hashes
+from rasteret_core.table.schema import record_hashes
 
 
 def _items(n: int = 4, cloud: float = 10.0) -> list[dict]:

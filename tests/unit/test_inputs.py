@@ -9,7 +9,7 @@ import pytest
 import shapely
 
 from rasteret_core import ConfigError, GeometryError, Settings
-from rasteret_core._geometry import CRS84, geometry_table_crs, reproject, to_crs, to_geometry
+from rasteret_core.geo.geometry import CRS84, geometry_table_crs, reproject, to_crs, to_geometry
 
 SQUARE = shapely.box(11.0, 45.0, 11.1, 45.1)
 

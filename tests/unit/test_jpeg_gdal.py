@@ -25,11 +25,11 @@ import tifffile
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from rasteret_core import _decode
-from rasteret_core._decode import decode_tile
-from rasteret_core._header import ImageInfo, TiffHeader
-from rasteret_core._tiff import parse_header
 from rasteret_core.errors import DecodeError
+from rasteret_core.tiff import decode as _decode
+from rasteret_core.tiff.decode import decode_tile
+from rasteret_core.tiff.header import ImageInfo, TiffHeader
+from rasteret_core.tiff.parser import parse_header
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -311,7 +311,7 @@ def test_header_check_keeps_libjpeg_from_failing_in_its_header(
     child = textwrap.dedent(
         """
         import sys
-        from rasteret_core import _decode
+        from rasteret_core.tiff import decode as _decode
         data, pos, decoded = open(sys.argv[1], "rb").read(), 0, 0
         while pos < len(data):
             size = int.from_bytes(data[pos : pos + 4], "big")

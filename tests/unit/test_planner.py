@@ -7,10 +7,10 @@ import shapely
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rasteret_core._geometry import CRS84
-from rasteret_core._header import ImageInfo, TiffHeader
-from rasteret_core._planner import ChunkRequest, Window, coalesce_ranges, plan_read, plan_window
-from rasteret_core._rasterize import rasterize_mask
+from rasteret_core.geo.geometry import CRS84
+from rasteret_core.geo.rasterize import rasterize_mask
+from rasteret_core.read.planner import ChunkRequest, Window, coalesce_ranges, plan_read, plan_window
+from rasteret_core.tiff.header import ImageInfo, TiffHeader
 
 ranges_st = st.lists(
     st.tuples(st.integers(0, 10_000), st.integers(1, 2_000)).map(lambda t: (t[0], t[0] + t[1])), min_size=1, max_size=60

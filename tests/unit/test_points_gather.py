@@ -19,12 +19,13 @@ from pyproj import CRS
 from rasterio.transform import from_origin, rowcol
 
 import rasteret_core as rc
-from rasteret_core._fetch import read_headers, read_plan
-from rasteret_core._geometry import CRS84
-from rasteret_core._header import ImageInfo, TiffHeader
-from rasteret_core._planner import ChunkRequest, plan_read, point_pixels, select_points
-from rasteret_core._points import pick_records, to_points
 from rasteret_core.errors import GeometryError, PlanningError, SchemaError
+from rasteret_core.geo.geometry import CRS84
+from rasteret_core.read.fetch import read_plan
+from rasteret_core.read.planner import ChunkRequest, plan_read, point_pixels, select_points
+from rasteret_core.read.points import pick_records, to_points
+from rasteret_core.tiff.header import ImageInfo, TiffHeader
+from rasteret_core.tiff.parser import read_headers
 
 UTM = CRS.from_epsg(32632)
 TRANSFORMS = {

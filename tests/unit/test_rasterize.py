@@ -16,8 +16,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rasterio.features import geometry_mask
 
-from rasteret_core._rasterize import rasterize_mask
 from rasteret_core.errors import GeometryError
+from rasteret_core.geo.rasterize import rasterize_mask
 
 TRANSFORMS = {
     "unit": (1.0, 0.0, 0.0, 0.0, -1.0, 0.0),

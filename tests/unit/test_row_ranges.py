@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rasteret_core import ConfigError, Settings, SourceError
-from rasteret_core._row_ranges import FOOTER_READ, RowRange, plan_row_ranges, read_row_range, split_table
+from rasteret_core.table.row_ranges import FOOTER_READ, RowRange, plan_row_ranges, read_row_range, split_table
 
 GEO = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rasterio.transform import Affine
 
-from rasteret_core._header import TiffHeader
-from rasteret_core._tiff import parse_header
 from rasteret_core.errors import RasteretError, TiffFormatError, UnsupportedTiffError
+from rasteret_core.tiff.header import TiffHeader
+from rasteret_core.tiff.parser import parse_header
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -525,7 +525,7 @@ def test_fuzz_random_bytes(prefix: bytes, body: bytes) -> None:
 def test_gdal_metadata_scale_offset_and_items_are_kept(tmp_path):
     import rasterio as _rio
 
-    from rasteret_core._header import gdal_metadata_items
+    from rasteret_core.tiff.header import gdal_metadata_items
 
     path = tmp_path / "scaled.tif"
     with _rio.open(path, "w", driver="GTiff", width=64, height=64, count=2, dtype="uint16", tiled=True,

@@ -27,8 +27,8 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from rasteret_core._warp import default_resolution, plan_source_window, plan_target_grid, reproject_array
 from rasteret_core.errors import ConfigError, GeometryError
+from rasteret_core.geo.warp import default_resolution, plan_source_window, plan_target_grid, reproject_array
 
 SRC_CRS = "EPSG:32632"
 SRC_TRANSFORM = (10.0, 0.0, 600000.0, 0.0, -10.0, 5100000.0)  # about 10.3 E, 46 N

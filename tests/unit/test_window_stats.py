@@ -1,4 +1,4 @@
-"""Window statistics (rasteret_core._stats) against numpy, and plans cut into bounded batches."""
+"""Window statistics (rasteret_core.read.stats) against numpy, and plans cut into bounded batches."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis.extra import numpy as hnp
 from pyproj import CRS
 
 import rasteret_core as rc
-from rasteret_core._header import ImageInfo, TiffHeader
-from rasteret_core._planner import ChunkRequest, plan_read, split_plan
-from rasteret_core._stats import STATISTICS, check_stats, reduce_window, stats_columns, value_type
+from rasteret_core.read.planner import ChunkRequest, plan_read, split_plan
+from rasteret_core.read.stats import STATISTICS, check_stats, reduce_window, stats_columns, value_type
+from rasteret_core.tiff.header import ImageInfo, TiffHeader
 
 DTYPES = ["uint8", "uint16", "int16", "int32", "uint32", "float32", "float64"]
 

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from rasteret_core._xarray import check_mosaic, group_records, mosaic_layers, resolve_chunks
 from rasteret_core.errors import PlanningError
+from rasteret_core.read.xarray import check_mosaic, group_records, mosaic_layers, resolve_chunks
 
 
 def test_records_group_by_their_utc_date():

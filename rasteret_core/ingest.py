@@ -9,8 +9,8 @@ flows run the same functions as Prefect tasks, parsing headers in partitions:
 2. :func:`select_changed` (pure): the new and changed rows. A row whose digest (its
    content and, with enrichment, every header parsed) equals the stored one is
    skipped before any header is read.
-3. :func:`~rasteret_core.enrich_records` (I/O): parse their headers;
-   :func:`~rasteret_core.drop_failures` leaves out (``partial``) or refuses the
+3. :func:`~rasteret_core.table.enrich.enrich_records` (I/O): parse their headers;
+   :func:`~rasteret_core.table.enrich.drop_failures` leaves out (``partial``) or refuses the
    records whose headers failed.
 4. :func:`merge_changes` (I/O): one Delta commit, a merge on ``id`` whose metadata
    says what happened; no commit when no row is left.
@@ -28,14 +28,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _delta
-from ._collection import Collection, load
-from ._enrich import HeaderFailure, drop_failures, enrich_records
-from ._schema import record_hashes, without_internal
-from ._sources import records_from_table
-from ._stac import records_from_stac
+from .collection import Collection, load
 from .errors import SourceError
 from .settings import Settings
+from .table import delta as _delta
+from .table.enrich import HeaderFailure, drop_failures, enrich_records
+from .table.schema import record_hashes, without_internal
+from .table.sources import records_from_table
+from .table.stac import records_from_stac
 
 __all__ = [
     "ChangeSet",
@@ -59,7 +59,7 @@ class StoredDigests:
 
     Attributes:
         version: The version read; None when there is no table yet.
-        digests: Record id -> digest (:func:`~rasteret_core._schema.record_hashes`);
+        digests: Record id -> digest (:func:`~rasteret_core.table.schema.record_hashes`);
             None for a row written before rows had digests (it is re-ingested).
     """
 
@@ -222,7 +222,7 @@ def ingest_records(
     """Commit new and changed records to the collection at ``uri``; skip the ones it already holds.
 
     Runs the steps of this module in one process: :func:`select_changed` against
-    :func:`read_digests`, :func:`~rasteret_core.enrich_records` (with ``enrich``),
+    :func:`read_digests`, :func:`~rasteret_core.table.enrich.enrich_records` (with ``enrich``),
     :func:`merge_changes`. When every row is unchanged (or failed) there is no
     commit and the collection's version is returned as it was. With ``uri`` None the
     collection stays in memory.
@@ -316,7 +316,7 @@ def build_from_table(
     partial: bool = False,
     settings: Settings | None = None,
 ) -> Collection:
-    """Build a collection from a record table (see :func:`~rasteret_core.records_from_table` for what it takes).
+    """Build a collection from a record table (see :func:`~rasteret_core.table.sources.records_from_table` for what it takes).
 
     With ``uri`` the records are committed there (merge on id, unchanged rows
     skipped); without, the collection stays in memory. Rows that already carry

@@ -18,8 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._collection import Collection
-from ._ingest import build_from_stac
+from .ingest import build_from_stac
+from .collection import Collection
 from .errors import ConfigError
 from .settings import Settings
 

@@ -1,0 +1,1 @@
+"""The GeoTIFF format: header and IFD parsing, GeoKeys to CRS, tile decoding."""
