@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGING := pyproject.toml setup.py
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo test lint typecheck install docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ $(VENV)/.installed-test: $(PACKAGING) | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed-test
+
+$(VENV)/.installed-docs: $(PACKAGING) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
 
 # A busy machine can take more than Prefect's default 20 s to start the ephemeral API.
 demo: $(VENV)/.installed-demo
@@ -42,6 +46,11 @@ typecheck: $(VENV)/.installed-test
 	ln -sfn ../../tasks build/mypy-path/rasteret_tasks
 	ln -sfn ../../flows build/mypy-path/rasteret_flows
 	$(BIN)/mypy
+
+# The documentation site: docs/*.md and mkdocs.yml, built offline (no web fonts, the offline plugin) into
+# build/site; --strict fails on any warning (a broken link or anchor). Open build/site/index.html.
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache build/mypy-path
