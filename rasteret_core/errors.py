@@ -7,6 +7,8 @@ there is one, what to do about it.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BandError",
     "CollectionError",
@@ -26,11 +28,34 @@ __all__ = [
     "TiffFormatError",
     "UnresolvedCRSError",
     "UnsupportedTiffError",
+    "redact",
 ]
+
+# The query string of an http(s) URL (a pre-signed URL's signature, a SAS token) and its user info.
+_URL_QUERY = re.compile(r"(?P<head>https?://[^\s?#'\"<>]+)\?[^\s#'\"<>]*", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?P<scheme>https?://)[^\s/@'\"<>]+@", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with every http(s) URL's query string and user info replaced by ``[redacted]``.
+
+    A pre-signed URL carries its credential in the query (``X-Amz-Signature=``,
+    ``sig=``, ``token=``); the rest of the URL still says which object is meant.
+    Every :class:`RasteretError` message goes through this, and so do the log lines
+    that name an href.
+    """
+    return _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", _URL_QUERY.sub(rf"\g<head>?{REDACTED}", text))
 
 
 class RasteretError(Exception):
-    """Base of every error Rasteret raises on purpose."""
+    """Base of every error Rasteret raises on purpose.
+
+    Its message never holds a URL's query string or user info (see :func:`redact`).
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(RasteretError):
@@ -45,7 +70,7 @@ class TiffFormatError(RasteretError):
     """
 
     def __init__(self, message: str, *, uri: str | None = None) -> None:
-        self.uri = uri
+        self.uri = None if uri is None else redact(uri)
         super().__init__(f"{uri}: {message}" if uri else message)
 
 
@@ -113,7 +138,7 @@ class FetchError(RasteretError):
     """
 
     def __init__(self, message: str, *, uri: str, retryable: bool) -> None:
-        self.uri = uri
+        self.uri = redact(uri)
         self.retryable = retryable
         super().__init__(f"{uri}: {message}")
 
@@ -136,7 +161,7 @@ class DecodeError(RasteretError):
     """
 
     def __init__(self, message: str, *, uri: str, tile: int, codec: int, offset: int | None = None) -> None:
-        self.uri = uri
+        self.uri = redact(uri)
         self.tile = tile
         self.codec = codec
         self.offset = offset
@@ -167,5 +192,5 @@ class StaleAssetError(CollectionError):
     """
 
     def __init__(self, message: str, *, uris: list[str]) -> None:
-        self.uris = uris
+        self.uris = [redact(uri) for uri in uris]
         super().__init__(message)

@@ -300,7 +300,8 @@ def build_from_stac(
     """
     settings = settings or Settings.from_env()
     found = records_from_stac(stac_api, collection=collection, bbox=bbox, datetime=datetime, intersects=intersects,
-                              query=query, bands=bands, max_items=max_items, href_rewrites=href_rewrites)
+                              query=query, bands=bands, max_items=max_items, href_rewrites=href_rewrites,
+                              timeout=settings.request_timeout)
     return ingest_records(found.table, uri, settings=settings, operation=operation, enrich=enrich, partial=partial,
                           metadata={**found.metadata, **(metadata or {})})
 

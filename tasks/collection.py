@@ -171,10 +171,11 @@ def search_records(
 ) -> StagedRecords:
     """Search a STAC API (all pages), normalise the items to collection rows (``records_from_stac``), stage them."""
     found = records_from_stac(stac_api, collection=collection, bbox=bbox, datetime=datetime, intersects=intersects,
-                              query=query, bands=bands, max_items=max_items, href_rewrites=href_rewrites)
+                              query=query, bands=bands, max_items=max_items, href_rewrites=href_rewrites,
+                              timeout=Settings.from_env().request_timeout)
     path = stage_table(found.table, stage, "records")
     get_run_logger().info("found %d items in %s at %s (query applied: %s)", found.table.num_rows, collection,
-                          stac_api, found.metadata["query_applied"])
+                          found.metadata["source"], found.metadata["query_applied"])
     return StagedRecords(path=path, records=found.table.num_rows, metadata=found.metadata)
 
 

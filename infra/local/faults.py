@@ -108,11 +108,13 @@ class FaultProxy(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, upstream: str, faults: Sequence[Fault], port: int = 0) -> None:
+    def __init__(self, upstream: str, faults: Sequence[Fault], port: int = 0, *, rewrite_links: bool = False) -> None:
         parsed = urlparse(upstream)
         if parsed.scheme != "http" or parsed.hostname is None:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
         self.upstream = (parsed.hostname, parsed.port or 80)
+        self.upstream_url = f"http://{parsed.hostname}:{parsed.port or 80}"
+        self.rewrite_links = rewrite_links
         self.faults = list(faults)
         self.lock = threading.Lock()
         self.injected_errors = 0
@@ -166,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
             conn.request(self.command, self.path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
+            if self.server.rewrite_links:  # links to the upstream (a STAC API's next page) lead back here
+                data = data.replace(self.server.upstream_url.encode(), self.server.url.encode())
             self.send_response_only(resp.status, resp.reason)
             self.log_request(resp.status)
             for key, value in resp.getheaders():
@@ -263,13 +267,18 @@ class RunningProxy:
 
 
 @contextlib.contextmanager
-def fault_proxy(upstream: str, faults: Sequence[Fault] = (), *, log_path: Path | None = None) -> Iterator[RunningProxy]:
+def fault_proxy(
+    upstream: str, faults: Sequence[Fault] = (), *, log_path: Path | None = None, rewrite_links: bool = False
+) -> Iterator[RunningProxy]:
     """Run a :class:`FaultProxy` in front of ``upstream`` in a subprocess on a free loopback port.
 
     Args:
         upstream: ``http://host:port`` of the real service.
         faults: What to disturb.
         log_path: Receives the proxy's request log (default: a temporary file).
+        rewrite_links: Replace the upstream's URL by the proxy's in forwarded bodies, so
+            that clients following links (a STAC API's search link, its next pages)
+            stay behind the proxy.
 
     Yields:
         The running proxy; it is stopped on exit.
@@ -281,7 +290,7 @@ def fault_proxy(upstream: str, faults: Sequence[Fault] = (), *, log_path: Path |
     def launch() -> tuple[list[str], Callable[[], bool], RunningProxy]:
         proxy = RunningProxy(f"http://{HOST}:{free_port()}")
         argv = [sys.executable, "-m", "infra.local.faults", "--upstream", upstream, "--faults", spec,
-                "--port", proxy.url.rsplit(":", 1)[1]]
+                "--port", proxy.url.rsplit(":", 1)[1], *(["--rewrite-links"] if rewrite_links else [])]
 
         def ready() -> bool:
             proxy.counters()
@@ -302,9 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True, help="http://host:port of the real service")
     parser.add_argument("--faults", default="[]", help="JSON list of Fault fields")
     parser.add_argument("--port", type=int, default=0, help="loopback port (0: any free one)")
+    parser.add_argument("--rewrite-links", action="store_true", help="point upstream URLs in bodies at the proxy")
     args = parser.parse_args(argv)
     faults = [Fault(**f) for f in json.loads(args.faults)]
-    server = FaultProxy(args.upstream, faults, port=args.port)
+    server = FaultProxy(args.upstream, faults, port=args.port, rewrite_links=args.rewrite_links)
     print(f"fault proxy on {server.url} -> {args.upstream}", file=sys.stderr, flush=True)
     try:
         server.serve_forever(poll_interval=0.1)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-from rasteret_core.errors import FetchError, ObjectNotFoundError
+from rasteret_core.errors import FetchError, ObjectNotFoundError, redact
 from rasteret_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -113,6 +113,15 @@ class _HTTPStore:
         return self._session
 
     async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        try:
+            return await self._get_range(uri, start, end)
+        except FetchError:
+            raise
+        except Exception as exc:
+            _raise_transport(exc, uri)
+            raise
+
+    async def _get_range(self, uri: str, start: int, end: int) -> bytes:
         session = await self._client()
         headers = {"Range": f"bytes={start}-{end - 1}"}
         async with session.get(uri, headers=headers) as resp:
@@ -120,6 +129,9 @@ class _HTTPStore:
                 raise ObjectNotFoundError("HTTP 404; check the href", uri=uri)
             if resp.status == 416:
                 return b""
+            if resp.status == 403:
+                raise FetchError("HTTP 403: access denied; check the href (an expired signed URL?) or the "
+                                 "credentials it needs", uri=uri, retryable=False)
             if resp.status >= 400:
                 raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
             data = await resp.read()
@@ -128,10 +140,22 @@ class _HTTPStore:
             return data
 
     async def head(self, uri: str) -> ObjectInfo:
+        try:
+            return await self._head(uri)
+        except FetchError:
+            raise
+        except Exception as exc:
+            _raise_transport(exc, uri)
+            raise
+
+    async def _head(self, uri: str) -> ObjectInfo:
         session = await self._client()
         async with session.head(uri, allow_redirects=True) as resp:
             if resp.status == 404:
                 raise ObjectNotFoundError("HTTP 404; check the href", uri=uri)
+            if resp.status == 403:
+                raise FetchError("HTTP 403: access denied; check the href (an expired signed URL?) or the "
+                                 "credentials it needs", uri=uri, retryable=False)
             if resp.status >= 400:
                 raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
             return ObjectInfo(
@@ -246,9 +270,48 @@ def _raise_s3(exc: Exception, uri: str) -> None:
                 uri=uri,
                 retryable=False,
             ) from exc
-        raise FetchError(f"S3 {code or status}", uri=uri, retryable=status >= 500 or status in {0, 429}) from exc
-    if isinstance(exc, (BotoConnectionError, ReadTimeoutError, asyncio.TimeoutError, OSError)):
-        raise FetchError(f"{type(exc).__name__}: {exc}", uri=uri, retryable=True) from exc
+        what = f"S3 {code} (HTTP {status})" if code and str(status) != code else f"S3 {code or status}"
+        if status >= 500:
+            what += ": the store failed; try again later"
+        raise FetchError(what, uri=uri, retryable=status >= 500 or status in {0, 429}) from exc
+    if isinstance(exc, (BotoConnectionError, ReadTimeoutError)):
+        raise FetchError(f"{_transport_cause(exc)}: {exc}", uri=uri, retryable=True) from exc
+    _raise_transport(exc, uri)
+
+
+def _transport_cause(exc: BaseException) -> str:
+    """What went wrong below HTTP statuses, in words: a cut body, a malformed answer, a closed connection..."""
+    import aiohttp
+    from aiohttp import http_exceptions
+    from botocore import exceptions as boto
+
+    chain = [exc]
+    while len(chain) < 8:  # causes are short chains; stop on a loop
+        nxt = chain[-1].__cause__ or chain[-1].__context__
+        if nxt is None or nxt in chain:
+            break
+        chain.append(nxt)
+    for err in chain:
+        if isinstance(err, (aiohttp.ClientPayloadError, boto.ResponseStreamingError, boto.IncompleteReadError)):
+            return "the answer's body was truncated (shorter than its Content-Length)"
+        if isinstance(err, (aiohttp.ClientResponseError, http_exceptions.HttpProcessingError)):
+            return "malformed HTTP answer"
+        if isinstance(err, (boto.ConnectionClosedError, aiohttp.ServerDisconnectedError)):
+            return "the connection was closed before an answer"
+        if isinstance(err, (boto.EndpointConnectionError, aiohttp.ClientConnectorError, ConnectionRefusedError)):
+            return "cannot connect to the endpoint (refused or unreachable)"
+        if isinstance(err, (boto.ReadTimeoutError, boto.ConnectTimeoutError, asyncio.TimeoutError)):
+            return "timed out"
+    return type(exc).__name__
+
+
+def _raise_transport(exc: Exception, uri: str) -> None:
+    """Raise a retryable :class:`FetchError` for a transport failure (no HTTP status); return on anything else."""
+    import aiohttp
+    from botocore.exceptions import HTTPClientError
+
+    if isinstance(exc, (HTTPClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError)):
+        raise FetchError(f"{_transport_cause(exc)}: {exc}", uri=uri, retryable=True) from exc
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -331,7 +394,7 @@ class Stores:
         backend = self._backend(uri)
         data = await self._retrying(uri, lambda: backend.get_range(uri, start, end))
         self.stats.add(len(data))
-        log.debug("GET %s [%d, %d): %d bytes", uri, start, end, len(data))
+        log.debug("GET %s [%d, %d): %d bytes", redact(uri), start, end, len(data))
         return data
 
     async def get_ranges(self, uri: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
@@ -361,9 +424,13 @@ class Stores:
                 error.__cause__ = exc
             except FetchError as exc:
                 error = exc
-            if not error.retryable or attempt == attempts:
+            if not error.retryable:
                 raise error
+            if attempt == attempts:
+                cause = str(error).removeprefix(f"{error.uri}: ")
+                raise FetchError(f"{cause}; gave up after {attempts} attempt(s) (RASTERET_REQUEST_RETRIES)",
+                                 uri=uri, retryable=True) from error
             delay = min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + _JITTER.random())
-            log.debug("retrying %s after %s (attempt %d/%d)", uri, error, attempt, attempts)
+            log.debug("retrying %s after %s (attempt %d/%d)", redact(uri), error, attempt, attempts)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")

@@ -26,7 +26,7 @@ import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from rasteret_core.errors import GeometryError, SourceError
+from rasteret_core.errors import GeometryError, SourceError, redact
 from rasteret_core.geo.geometry import to_geometry
 
 from .schema import collection_schema
@@ -79,6 +79,7 @@ def search(
     query: Mapping[str, Any] | None = None,
     max_items: int | None = None,
     page_size: int = 100,
+    timeout: float | None = 30.0,
 ) -> StacSearch:
     """Search a STAC API, following every page; apply ``query`` here if the server cannot.
 
@@ -91,10 +92,12 @@ def search(
         query: STAC query extension, ``{"eo:cloud_cover": {"lt": 20}}``.
         max_items: Stop after this many items (counted after a client-side query).
         page_size: Items per page requested.
+        timeout: Seconds to wait for each answer (connect and read); None waits forever.
 
     Raises:
-        SourceError: the API failed or answered something unusable.
+        SourceError: the API failed, timed out or answered something unusable (not JSON, not STAC).
     """
+    import requests
     from pystac_client import Client, ConformanceClasses
     from pystac_client.exceptions import APIError
 
@@ -104,7 +107,7 @@ def search(
         except GeometryError as exc:
             raise SourceError(f"intersects= is not a geometry: {exc}") from exc
     try:
-        client = Client.open(stac_api)
+        client = Client.open(stac_api, timeout=timeout)
         server_query = bool(query) and client.conforms_to(ConformanceClasses.QUERY)
         found = client.search(
             # pystac-client reads any iterable here; its annotations want a list
@@ -117,8 +120,29 @@ def search(
             limit=page_size,
         )
         items = list(found.items_as_dicts())
-    except (APIError, OSError, ValueError) as exc:
-        raise SourceError(f"STAC search at {stac_api} failed: {exc}") from exc
+    except (APIError, requests.RequestException) as exc:
+        cause = exc.__cause__ or exc.__context__ if isinstance(exc, APIError) else exc  # pystac-client wraps requests'
+        if isinstance(cause, requests.Timeout):
+            raise SourceError(f"STAC search at {stac_api} failed: timed out after {timeout}s "
+                              "(RASTERET_REQUEST_TIMEOUT); the API is slow or stalled: try again later") from exc
+        if isinstance(cause, requests.ConnectionError):
+            raise SourceError(f"STAC search at {stac_api} failed: cannot get an answer (connection refused, closed "
+                              f"or malformed): {cause}") from exc
+        if isinstance(cause, (requests.exceptions.JSONDecodeError, json.JSONDecodeError)):
+            raise SourceError(f"STAC search at {stac_api} failed: the API answered something that is not JSON "
+                              f"({cause}); check the URL is a STAC API root") from exc
+        status = getattr(exc, "status_code", None)
+        raise SourceError(f"STAC search at {stac_api} failed: the API answered HTTP {status or '(error)'}: "
+                          f"{str(exc)[:300]}; try again later, or check the API") from exc
+    except (requests.exceptions.JSONDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"STAC search at {stac_api} failed: the API answered something that is not JSON ({exc}); "
+                          "check the URL is a STAC API root") from exc
+    except (requests.ConnectionError, OSError) as exc:
+        raise SourceError(f"STAC search at {stac_api} failed: cannot get an answer (connection refused, closed or "
+                          f"malformed): {exc}") from exc
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SourceError(f"STAC search at {stac_api} failed: the answer is not STAC ({type(exc).__name__}: "
+                          f"{exc})") from exc
     matched = len(items)
     applied: Literal["server", "client"] | None = None
     if query:
@@ -128,8 +152,8 @@ def search(
             if max_items is not None:
                 items = items[:max_items]
             log.info("%s does not conform to the STAC query extension: query applied to the %d returned item(s) "
-                     "here, %d kept", stac_api, matched, len(items))
-    log.info("STAC search at %s returned %d items", stac_api, len(items))
+                     "here, %d kept", redact(stac_api), matched, len(items))
+    log.info("STAC search at %s returned %d items", redact(stac_api), len(items))
     return StacSearch(items=items, query_applied=applied, matched=matched)
 
 
@@ -164,20 +188,24 @@ def records_from_stac(
     bands: Mapping[str, str] | None = None,
     max_items: int | None = None,
     href_rewrites: Mapping[str, str] | None = None,
+    timeout: float | None = 30.0,
 ) -> StacRecords:
     """Search a STAC API (:func:`search`) and normalise the items (:func:`records_from_items`).
 
     Every ingestion from STAC starts here: :func:`~rasteret_core.build_from_stac` and the
     ingestion flow alike.
 
+    ``timeout`` bounds each answer of the API (:func:`search`). The metadata names the
+    API without its query string or user info (:func:`~rasteret_core.errors.redact`).
+
     Raises:
         SourceError: the search failed or found nothing to build from.
     """
     found = search(stac_api, collections=collection, bbox=bbox, datetime=datetime, intersects=intersects,
-                   query=query, max_items=max_items)
+                   query=query, max_items=max_items, timeout=timeout)
     table = records_from_items(found.items, bands=bands, href_rewrites=href_rewrites)
     metadata = {
-        "source": stac_api, "collection": collection, "bbox": list(bbox) if bbox is not None else None,
+        "source": redact(stac_api), "collection": collection, "bbox": list(bbox) if bbox is not None else None,
         "datetime": datetime, "intersects": intersects is not None, "query": dict(query) if query else query,
         "query_applied": found.query_applied, "bands": dict(bands) if bands else None,
         "href_rewrites": dict(href_rewrites) if href_rewrites else None, "items": len(found.items),
