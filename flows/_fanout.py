@@ -10,6 +10,8 @@ from prefect import Task, get_run_logger
 
 from rasteret_core import ConfigError
 
+from ._progress import report_progress
+
 R = TypeVar("R")
 
 
@@ -32,12 +34,16 @@ def fan_out(
 
     A unit that still fails after its task's retries is logged and listed in
     ``failures`` (``unit``, ``error``); the others go on. Results keep the order of ``calls``.
+    Each finished unit is reported to this process's progress listeners (``_progress``),
+    as a step named after the task.
     """
     if max_in_flight < 1:
         raise ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
     log = get_run_logger()
     out: FanOut[R] = FanOut()
     futures: list[Any] = []
+    step = task.name
+    report_progress(step, 0, len(calls))
 
     def collect(i: int) -> None:
         future = futures[i]
@@ -52,6 +58,7 @@ def fan_out(
             log.error("%s failed after its retries: %s", labels[i], message)
         finished = len(out.results) + len(out.failures)
         log.info("%s done (%d/%d, %d failed)", labels[i], finished, len(calls), len(out.failures))
+        report_progress(step, finished, len(calls), len(out.failures))
 
     for i, call in enumerate(calls):
         if i >= max_in_flight:

@@ -18,6 +18,7 @@ from .ingest import build_from_stac, build_from_table
 from .registry import CatalogEntry, build, catalog, register
 from .collection import Collection, load
 from .errors import (
+    AccessDeniedError,
     BandError,
     CollectionError,
     ConfigError,
@@ -70,6 +71,7 @@ __all__ = [
     # settings
     "Settings",
     # errors
+    "AccessDeniedError",
     "BandError",
     "CollectionError",
     "ConfigError",

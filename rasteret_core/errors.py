@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "AccessDeniedError",
     "BandError",
     "CollectionError",
     "ConfigError",
@@ -145,6 +146,17 @@ class FetchError(RasteretError):
 
 class ObjectNotFoundError(FetchError):
     """The object does not exist (or is not readable with these credentials)."""
+
+    def __init__(self, message: str, *, uri: str) -> None:
+        super().__init__(message, uri=uri, retryable=False)
+
+
+class AccessDeniedError(FetchError):
+    """The store refused the request (HTTP 401/403), or there are no credentials to sign it.
+
+    Trying again does not help; other credentials (``AWS_*`` variables, a profile) or
+    an unsigned request for a public bucket (``AWS_NO_SIGN_REQUEST``) may.
+    """
 
     def __init__(self, message: str, *, uri: str) -> None:
         super().__init__(message, uri=uri, retryable=False)

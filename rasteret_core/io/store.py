@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-from rasteret_core.errors import FetchError, ObjectNotFoundError, redact
+from rasteret_core.errors import AccessDeniedError, FetchError, ObjectNotFoundError, redact
 from rasteret_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -130,8 +130,8 @@ class _HTTPStore:
             if resp.status == 416:
                 return b""
             if resp.status == 403:
-                raise FetchError("HTTP 403: access denied; check the href (an expired signed URL?) or the "
-                                 "credentials it needs", uri=uri, retryable=False)
+                raise AccessDeniedError("HTTP 403: access denied; check the href (an expired signed URL?) or "
+                                        "the credentials it needs", uri=uri)
             if resp.status >= 400:
                 raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
             data = await resp.read()
@@ -154,8 +154,8 @@ class _HTTPStore:
             if resp.status == 404:
                 raise ObjectNotFoundError("HTTP 404; check the href", uri=uri)
             if resp.status == 403:
-                raise FetchError("HTTP 403: access denied; check the href (an expired signed URL?) or the "
-                                 "credentials it needs", uri=uri, retryable=False)
+                raise AccessDeniedError("HTTP 403: access denied; check the href (an expired signed URL?) or "
+                                        "the credentials it needs", uri=uri)
             if resp.status >= 400:
                 raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
             return ObjectInfo(
@@ -253,9 +253,15 @@ class _S3Store:
 
 
 def _raise_s3(exc: Exception, uri: str) -> None:
-    from botocore.exceptions import ClientError, ReadTimeoutError
+    from botocore.exceptions import ClientError, NoCredentialsError, ReadTimeoutError
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
+    if isinstance(exc, NoCredentialsError):
+        raise AccessDeniedError(
+            "no AWS credentials to sign the request: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+            "AWS_PROFILE), or AWS_NO_SIGN_REQUEST=YES for a public bucket",
+            uri=uri,
+        ) from exc
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
@@ -264,11 +270,10 @@ def _raise_s3(exc: Exception, uri: str) -> None:
         if code == "InvalidRange" or status == 416:
             raise FetchError("requested range lies past the end of the object", uri=uri, retryable=False) from exc
         if code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"} or status == 403:
-            raise FetchError(
+            raise AccessDeniedError(
                 f"S3 {code or status}: access denied; check AWS_* credentials (or AWS_NO_SIGN_REQUEST, "
                 "RASTERET_REQUESTER_PAYS)",
                 uri=uri,
-                retryable=False,
             ) from exc
         what = f"S3 {code} (HTTP {status})" if code and str(status) != code else f"S3 {code or status}"
         if status >= 500:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +52,7 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from rasteret_core.errors import CollectionError, SchemaError
+from rasteret_core.errors import AccessDeniedError, CollectionError, SchemaError
 from rasteret_core.settings import Settings
 
 from .schema import CORE_FIELDS, INTERNAL_COLUMNS, MONTH, RECORD_HASH, missing_columns, record_hashes
@@ -236,10 +237,29 @@ def _delta_errors(
     try:
         yield
     except Exception as exc:
+        if isinstance(exc, (DeltaError, OSError)) and _ACCESS_DENIED.search(str(exc)):
+            raise AccessDeniedError(_access_denied(str(exc)), uri=failed(exc).split(": ", 1)[0]) from exc
         for kind, message in cases:
             if isinstance(exc, kind):
                 raise CollectionError(message(exc)) from exc
         raise
+
+
+# How object_store reports a refusal (403/401) or a credential chain that found nothing (it falls back to the
+# instance metadata service, 169.254.169.254, and fails there).
+_ACCESS_DENIED = re.compile(r"\b40[13] (Forbidden|Unauthorized)\b|lacked the necessary privileges|169\.254\.169\.254")
+
+
+def _access_denied(text: str) -> str:
+    """A delta-rs refusal in one line: no credentials, or the store's status and S3 error code."""
+    if "169.254.169.254" in text:
+        return ("no AWS credentials found (the credential chain ended at the instance metadata service): set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or AWS_NO_SIGN_REQUEST=YES for a "
+                "public bucket")
+    status = "401" if "401 Unauthorized" in text else "403"
+    code = re.search(r"<Code>(\w+)</Code>", text)
+    return (f"access denied to the Delta table (HTTP {status}{' ' + code.group(1) if code else ''}): check AWS_* "
+            "credentials (or AWS_PROFILE, AWS_NO_SIGN_REQUEST)")
 
 
 def merge_table(
