@@ -20,6 +20,10 @@ $(VENV)/.installed-test: $(PACKAGING) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+$(VENV)/.installed-bench: $(PACKAGING) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $@
+
 install: $(VENV)/.installed-test
 
 $(VENV)/.installed-docs: $(PACKAGING) | $(BIN)/python
@@ -33,6 +37,12 @@ demo: $(VENV)/.installed-demo
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# Issue 11's benchmark against async-geotiff, a rasterio loop and rasteret 0.4.1 (bench/README.md): builds the
+# archive once under build/bench/ (6 scenes x 4 bands; BENCH_ARGS=--full or RASTERET_BENCH_FULL=1 for 24), prints
+# one table and writes build/bench/results.json. rasteret 0.4.1 runs on Python 3.12 in a venv it builds there.
+bench: $(VENV)/.installed-bench
+	PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 $(BIN)/python -m bench.suite $(BENCH_ARGS)
 
 # ruff over the whole tree (rules and their exceptions in pyproject.toml); CI runs it before the tests.
 lint: $(VENV)/.installed-test
