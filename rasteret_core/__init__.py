@@ -13,36 +13,16 @@ import warnings as _warnings
 from importlib import metadata as _metadata
 from typing import Any as _Any
 
-from . import engine
-from .ingest import build_from_stac, build_from_table
-from .registry import CatalogEntry, build, catalog, register
+from . import engine, errors
 from .collection import Collection, load
-from .errors import (
-    AccessDeniedError,
-    BandError,
-    CollectionError,
-    ConfigError,
-    DecodeError,
-    FetchError,
-    GeometryError,
-    GridMismatchError,
-    NoRecordsError,
-    ObjectNotFoundError,
-    PlanningError,
-    RasteretError,
-    SchemaError,
-    SourceError,
-    StaleAssetError,
-    StatisticError,
-    TiffFormatError,
-    UnresolvedCRSError,
-    UnsupportedTiffError,
-)
+from .errors import *  # noqa: F403 - the whole error hierarchy is public (errors.__all__)
+from .ingest import build_from_stac, build_from_table
 from .io.freshness import StaleAsset
 from .io.store import IOStats
 from .read.grid import ReadOptions, ReadResult, Resampling
 from .read.points import Match
 from .read.xarray import Mosaic
+from .registry import CatalogEntry, build, catalog, register
 from .settings import Settings
 
 try:
@@ -70,28 +50,9 @@ __all__ = [
     "StaleAsset",
     # settings
     "Settings",
-    # errors
-    "AccessDeniedError",
-    "BandError",
-    "CollectionError",
-    "ConfigError",
-    "DecodeError",
-    "FetchError",
-    "GeometryError",
-    "GridMismatchError",
-    "NoRecordsError",
-    "ObjectNotFoundError",
-    "PlanningError",
-    "RasteretError",
-    "SchemaError",
-    "SourceError",
-    "StaleAssetError",
-    "StatisticError",
-    "TiffFormatError",
-    "UnresolvedCRSError",
-    "UnsupportedTiffError",
     "__version__",
 ]
+__all__ += [name for name in errors.__all__ if name.endswith("Error")]  # every error of the one hierarchy
 
 
 def __getattr__(name: str) -> _Any:

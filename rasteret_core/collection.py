@@ -8,30 +8,31 @@ import logging
 import os
 from collections.abc import Sequence
 from datetime import datetime as _dt
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import shapely
-from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from .errors import CollectionError, PlanningError, SchemaError
+from .errors import CollectionError, SchemaError
 from .geo.geometry import CRS84, GeometryLike, read_geometry_table, reproject, to_crs, to_geometry
 from .io.freshness import StaleAsset, stale_assets
 from .io.store import IOStats
 from .read.grid import (
+    ReadKeywords,
     ReadOptions,
     ReadResult,
     Resampling,
-    Stack,
     check_bands,
     footprints_meet,
     plan_stack,
     read_aoi_table,
+    read_options,
     read_stack,
+    refuse_options,
 )
 from .read.points import Match, sample_table, to_points
 from .read.stats import check_stats
@@ -46,6 +47,20 @@ from .table.stac import parse_utc
 __all__ = ["GEO_METADATA", "Collection", "load"]
 
 log = logging.getLogger(__name__)
+
+
+class DatasetKeywords(TypedDict, total=False):
+    """The options of :meth:`Collection.to_torchgeo_dataset` (documented there)."""
+
+    crs: Any
+    res: float | tuple[float, float] | None
+    time: str | tuple[Any, Any] | None
+    split: str | Sequence[str] | None
+    where: pc.Expression | None
+    resampling: Resampling
+    is_image: bool
+    dtype: Any
+    transforms: Any
 
 
 class Collection:
@@ -197,29 +212,25 @@ class Collection:
 
     # ------------------------------------------------------------------ read
     def explain(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
-                all_touched: bool = False, overview: int | None = None,
-                resolution: float | None = None) -> dict[str, int]:
-        """What reading ``geometry`` would cost, before any I/O: records, tiles, requests, bytes."""
+                options: ReadOptions | None = None, **keywords: Unpack[ReadKeywords]) -> dict[str, int]:
+        """What reading ``geometry`` would cost, before any I/O: records, tiles, requests, bytes.
+
+        Takes the read options of :meth:`get_numpy` (``options=`` or keywords); ``target_crs``
+        and ``resampling`` do not change what is fetched from the native grids and are ignored.
+        """
         band_list = check_bands(self.bands, bands)
-        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution)
+        opts = dataclasses.replace(read_options(options, **keywords), target_crs=None)
         plan, rows, _ = plan_stack(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
-                                   geometry_crs=geometry_crs, options=options)
+                                   geometry_crs=geometry_crs, options=opts)
         return {"records": len(rows), **plan.summary()}
 
-    def get_numpy(
-        self,
-        geometry: GeometryLike,
-        bands: str | Sequence[str],
-        *,
-        geometry_crs: Any | None = None,
-        all_touched: bool = False,
-        overview: int | None = None,
-        resolution: float | None = None,
-        target_crs: Any | None = None,
-        resampling: Resampling = "nearest",
-        masked: bool = False,
-    ) -> np.ndarray:
+    def get_numpy(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
+                  options: ReadOptions | None = None, **keywords: Unpack[ReadKeywords]) -> np.ndarray:
         """Read the pixels of ``bands`` within ``geometry`` from every record it meets.
+
+        Read options (:class:`ReadOptions`: ``all_touched``, ``overview``, ``resolution``,
+        ``target_crs``, ``resampling``, ``masked``) come as ``options=`` or as keywords over
+        it; every read method takes them the same way.
 
         Returns ``[records, bands, height, width]`` in the native dtype; for each record and
         band the slice equals ``rasterio.mask.mask(src, [geometry in the raster CRS],
@@ -241,54 +252,42 @@ class Collection:
             BandError: a band is unknown or lacks header metadata.
             GridMismatchError: the records (or bands) lie on different pixel grids.
         """
-        return self._stack(geometry, bands, geometry_crs=geometry_crs, all_touched=all_touched, overview=overview,
-                           resolution=resolution, target_crs=target_crs, resampling=resampling, masked=masked).data
+        return self.read_numpy(geometry, bands, geometry_crs=geometry_crs, options=options, **keywords).data
 
-    def read_numpy(self, geometry: GeometryLike, bands: str | Sequence[str], *, options: ReadOptions | None = None,
-                   geometry_crs: Any | None = None) -> ReadResult:
-        """:meth:`get_numpy` with its options as one :class:`ReadOptions`, returning a :class:`ReadResult`.
+    def read_numpy(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
+                   options: ReadOptions | None = None, **keywords: Unpack[ReadKeywords]) -> ReadResult:
+        """:meth:`get_numpy`, returning a :class:`ReadResult`.
 
         ``result.data`` is what :meth:`get_numpy` returns; ``result.stats`` the I/O it took, and
         ``record_ids``, ``datetimes``, ``bands``, ``transform``, ``crs``, ``fill`` place it.
         """
-        opts = _normalised(options)
+        opts = read_options(options, **keywords)
         band_list = check_bands(self.bands, bands)
         stack = read_stack(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
                            geometry_crs=geometry_crs, options=opts)
         return ReadResult.from_stack(stack)
 
-    def read_table(self, aois: Any, bands: str | Sequence[str], *, options: ReadOptions | None = None,
-                   geometry_crs: Any | None = None, geometry_column: str = "geometry",
-                   stats: Sequence[str] | None = None) -> ReadResult:
-        """:meth:`get_table` with its options as one :class:`ReadOptions`, returning a :class:`ReadResult`.
+    def read_table(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
+                   geometry_column: str = "geometry", stats: Sequence[str] | None = None,
+                   options: ReadOptions | None = None, **keywords: Unpack[ReadKeywords]) -> ReadResult:
+        """:meth:`get_table`, returning a :class:`ReadResult`.
 
         ``result.data`` is the table :meth:`get_table` returns, ``result.stats`` the I/O it took and
         ``result.crs`` the AOIs' CRS. ``target_crs`` and ``resampling`` do not apply to table reads.
         """
-        opts = _normalised(options)
-        if opts.target_crs is not None:
-            raise PlanningError("read_table reads each AOI on its records' own grids; target_crs does not apply")
-        out, crs, io = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
-                                       options=opts, stats=stats)
+        opts = read_options(options, **keywords)
+        refuse_options(opts, ["target_crs", "resampling"], "table reads read each AOI on its records' own grids")
+        band_list = check_bands(self.bands, bands)
+        names = check_stats(stats) if stats is not None else None  # before any I/O
+        table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
+        out, io = read_aoi_table(self._near(table[geometry_column].to_pylist(), crs), table, crs, band_list,
+                                 geometry_column=geometry_column, settings=self.settings, options=opts, stats=names)
         return ReadResult(out, io, crs=crs.to_string())
 
-    def get_xarray(
-        self,
-        geometry: GeometryLike,
-        bands: str | Sequence[str],
-        *,
-        geometry_crs: Any | None = None,
-        all_touched: bool = False,
-        overview: int | None = None,
-        resolution: float | None = None,
-        target_crs: Any | None = None,
-        resampling: Resampling = "nearest",
-        masked: bool = False,
-        mosaic: Mosaic | None = None,
-        group_by: GroupBy = "date",
-        chunks: Chunks | None = None,
-    ) -> Any:
-        """:meth:`get_numpy` as an ``xarray.Dataset`` (needs ``rasteret[xarray]``).
+    def get_xarray(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
+                   mosaic: Mosaic | None = None, group_by: GroupBy = "date", chunks: Chunks | None = None,
+                   options: ReadOptions | None = None, **keywords: Unpack[ReadKeywords]) -> Any:
+        """:meth:`get_numpy` as an ``xarray.Dataset`` (needs ``rasteret[xarray]``); the same read options.
 
         One variable per band with dims ``(time, y, x)``, pixel-centre ``x``/``y``
         coordinates, record ids on ``id``, and a CF ``spatial_ref`` grid mapping. With
@@ -321,27 +320,14 @@ class Collection:
             PlanningError: an unknown ``mosaic``, ``group_by`` or ``chunks``.
         """
         band_list = check_bands(self.bands, bands)
+        opts = read_options(options, **keywords)
         check_mosaic(mosaic, group_by)  # before any I/O
-        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution,
-                              target_crs=to_crs(target_crs) if target_crs is not None else None,
-                              resampling=resampling, masked=masked)
         return read_xarray(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
-                           geometry_crs=geometry_crs, options=options, mosaic=mosaic, group_by=group_by,
-                           chunks=chunks)
+                           geometry_crs=geometry_crs, options=opts, mosaic=mosaic, group_by=group_by, chunks=chunks)
 
-    def get_table(
-        self,
-        aois: Any,
-        bands: str | Sequence[str],
-        *,
-        geometry_crs: Any | None = None,
-        geometry_column: str = "geometry",
-        all_touched: bool = False,
-        overview: int | None = None,
-        resolution: float | None = None,
-        masked: bool = False,
-        stats: Sequence[str] | None = None,
-    ) -> tuple[pa.Table, IOStats]:
+    def get_table(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
+                  geometry_column: str = "geometry", stats: Sequence[str] | None = None,
+                  options: ReadOptions | None = None, **keywords: Unpack[ReadKeywords]) -> tuple[pa.Table, IOStats]:
         """Read every AOI of a table from every record it meets; one row per AOI x record x band.
 
         ``aois``: anything :func:`read_geometry_table` accepts. The output keeps every AOI
@@ -362,17 +348,20 @@ class Collection:
         in batches of ``RASTERET_BATCH_PIXELS`` window pixels, each window reduced as soon
         as it is read, so no more than one batch of arrays is held at once.
 
+        Read options as :meth:`get_numpy`'s, but for ``target_crs`` and ``resampling``: each AOI
+        is read on its records' own grids.
+
         Raises:
             StatisticError: an unknown (or repeated) statistic; the message lists the valid ones.
         """
-        out, _, io = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
-                                     options=ReadOptions(all_touched=all_touched, overview=overview,
-                                                         resolution=resolution, masked=masked), stats=stats)
-        return out, io
+        result = self.read_table(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
+                                 stats=stats, options=options, **keywords)
+        return result.data, result.stats
 
     def sample_points(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                       geometry_column: str = "geometry", x_column: str | None = None, y_column: str | None = None,
-                      match: Match = "all", date_column: str | None = None, masked: bool = False) -> pa.Table:
+                      match: Match = "all", date_column: str | None = None, options: ReadOptions | None = None,
+                      **keywords: Unpack[ReadKeywords]) -> pa.Table:
         """Sample ``bands`` at every point; one row per point x record x band (see ``rasteret_core.read.points.sample_table``).
 
         ``points``: anything :func:`read_geometry_table` accepts, with Point geometries in
@@ -390,18 +379,22 @@ class Collection:
 
         Invalid pixels (GDAL's mask band: nodata, an internal mask, alpha) hold the fill value
         (the asset's nodata, else 0), as in ``get_numpy``; with ``masked`` their ``value`` is
-        null instead (valid exactly where rasterio's ``sample(masked=True)`` is unmasked).
+        null instead (valid exactly where rasterio's ``sample(masked=True)`` is unmasked). Of the
+        read options only ``masked`` applies: a point reads the full-resolution pixel under it.
         """
         out, _ = self.sample_table(points, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
                                    x_column=x_column, y_column=y_column, match=match, date_column=date_column,
-                                   masked=masked)
+                                   options=options, **keywords)
         return out
 
     def sample_table(self, points: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
                      geometry_column: str = "geometry", x_column: str | None = None, y_column: str | None = None,
-                     match: Match = "all", date_column: str | None = None,
-                     masked: bool = False) -> tuple[pa.Table, IOStats]:
+                     match: Match = "all", date_column: str | None = None, options: ReadOptions | None = None,
+                     **keywords: Unpack[ReadKeywords]) -> tuple[pa.Table, IOStats]:
         """:meth:`sample_points`, also returning the I/O it took (as :meth:`get_table` does)."""
+        opts = read_options(options, **keywords)
+        refuse_options(opts, ["all_touched", "overview", "resolution", "target_crs", "resampling"],
+                       "sampling reads the full-resolution pixel under each point on its record's own grid")
         band_list = check_bands(self.bands, bands)
         table, crs = read_geometry_table(points, geometry_column=None if x_column is not None else geometry_column,
                                          geometry_crs=geometry_crs)
@@ -414,11 +407,11 @@ class Collection:
             near = self.subset(bbox=bbox)._table  # noqa: SLF001 - a Collection's own table
         else:
             near = self.subset(ids=[])._table  # noqa: SLF001 - a Collection's own table
-        return sample_table(near, table, pts, band_list, settings=self.settings, match=match, masked=masked)
+        return sample_table(near, table, pts, band_list, settings=self.settings, match=match, masked=opts.masked)
 
     def get_gdf(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None = None,
-                geometry_column: str = "geometry", all_touched: bool = False, overview: int | None = None,
-                resolution: float | None = None, masked: bool = False, stats: Sequence[str] | None = None) -> Any:
+                geometry_column: str = "geometry", stats: Sequence[str] | None = None,
+                options: ReadOptions | None = None, **keywords: Unpack[ReadKeywords]) -> Any:
         """:meth:`get_table` as a GeoDataFrame (needs ``rasteret[geo]``); ``data`` holds 2-D arrays
         (``numpy.ma.MaskedArray`` with ``masked``); with ``stats``, the statistics columns instead
         (null statistics are NaN or pandas' NA).
@@ -427,9 +420,10 @@ class Collection:
             import geopandas as gpd
         except ImportError as exc:
             raise ImportError('get_gdf needs geopandas: pip install "rasteret[geo]"') from exc
-        out, crs, _ = self._read_aois(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
-                                      options=ReadOptions(all_touched=all_touched, overview=overview,
-                                                          resolution=resolution, masked=masked), stats=stats)
+        result = self.read_table(aois, bands, geometry_crs=geometry_crs, geometry_column=geometry_column,
+                                 stats=stats, options=options, **keywords)
+        out: pa.Table = result.data  # a table read's data is a table
+        crs, masked = result.crs, read_options(options, **keywords).masked
         if stats is not None:
             df = out.drop_columns([geometry_column]).to_pandas()
             return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
@@ -437,20 +431,7 @@ class Collection:
         df["data"] = [_window_array(v, h, w, masked) for v, h, w in zip(out["data"], df["height"], df["width"], strict=True)]
         return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(out[geometry_column].to_pylist()), crs=crs)
 
-    def to_torchgeo_dataset(
-        self,
-        bands: str | Sequence[str],
-        *,
-        crs: Any | None = None,
-        res: float | tuple[float, float] | None = None,
-        time: str | tuple[Any, Any] | None = None,
-        split: str | Sequence[str] | None = None,
-        where: pc.Expression | None = None,
-        resampling: Resampling = "nearest",
-        is_image: bool = True,
-        dtype: Any | None = None,
-        transforms: Any | None = None,
-    ) -> Any:
+    def to_torchgeo_dataset(self, bands: str | Sequence[str], **options: Unpack[DatasetKeywords]) -> Any:
         """This collection as a ``torchgeo.datasets.GeoDataset`` (needs ``rasteret[torchgeo]``).
 
         The dataset (:class:`rasteret_core.torchgeo.CollectionDataset`) works with TorchGeo's
@@ -479,28 +460,7 @@ class Collection:
         """
         from .torchgeo import CollectionDataset  # raises ImportError naming rasteret[torchgeo]
 
-        return CollectionDataset(self, bands, crs=crs, res=res, time=time, split=split, where=where,
-                                 resampling=resampling, is_image=is_image, dtype=dtype, transforms=transforms)
-
-    def _stack(self, geometry: GeometryLike, bands: str | Sequence[str], *, geometry_crs: Any | None,
-               all_touched: bool, overview: int | None, resolution: float | None, target_crs: Any | None,
-               resampling: Resampling, masked: bool = False) -> Stack:
-        band_list = check_bands(self.bands, bands)
-        options = ReadOptions(all_touched=all_touched, overview=overview, resolution=resolution,
-                              target_crs=to_crs(target_crs) if target_crs is not None else None,
-                              resampling=resampling, masked=masked)
-        return read_stack(self._near(geometry, geometry_crs), geometry, band_list, settings=self.settings,
-                          geometry_crs=geometry_crs, options=options)
-
-    def _read_aois(self, aois: Any, bands: str | Sequence[str], *, geometry_crs: Any | None, geometry_column: str,
-                   options: ReadOptions, stats: Sequence[str] | None = None) -> tuple[pa.Table, CRS, IOStats]:
-        band_list = check_bands(self.bands, bands)
-        names = check_stats(stats) if stats is not None else None  # before any I/O
-        table, crs = read_geometry_table(aois, geometry_column=geometry_column, geometry_crs=geometry_crs)
-        out, io = read_aoi_table(self._near(table[geometry_column].to_pylist(), crs), table, crs, band_list,
-                                 settings=self.settings, geometry_column=geometry_column, options=options,
-                                 stats=names)
-        return out, crs, io
+        return CollectionDataset(self, bands, **options)
 
     def _near(self, geometries: GeometryLike | Sequence[GeometryLike], crs: Any | None) -> pa.Table:
         """The records whose footprints meet any of ``geometries`` (pruned through Delta when loaded)."""
@@ -717,13 +677,3 @@ def load(uri: str | os.PathLike[str], *, version: int | None = None, as_of: _dt 
         return Collection(records_from_table(target), settings=settings)
     snapshot = _delta.open_snapshot(target, settings=settings, version=version, as_of=as_of)
     return Collection(snapshot=snapshot, settings=settings)
-
-
-def _normalised(options: ReadOptions | None) -> ReadOptions:
-    """``options`` (default: the defaults) with ``target_crs`` as a pyproj CRS, however it was given."""
-    if options is None:
-        return ReadOptions()
-    target: Any = options.target_crs  # typed CRS, but callers pass what pyproj accepts
-    if target is not None and not isinstance(target, CRS):
-        return dataclasses.replace(options, target_crs=to_crs(target))
-    return options

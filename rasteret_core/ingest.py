@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,7 +35,7 @@ from .table import delta as _delta
 from .table.enrich import HeaderFailure, drop_failures, enrich_records
 from .table.schema import record_hashes, without_internal
 from .table.sources import records_from_table
-from .table.stac import records_from_stac
+from .table.stac import SearchKeywords, records_from_stac
 
 __all__ = [
     "ChangeSet",
@@ -256,36 +256,17 @@ def ingest_records(
     return load(uri, version=merged.version, settings=settings)
 
 
-def build_from_stac(
-    *,
-    stac_api: str,
-    collection: str,
-    uri: str | None,
-    bbox: Sequence[float] | None = None,
-    datetime: str | None = None,
-    intersects: Any | None = None,
-    query: Mapping[str, Any] | None = None,
-    bands: Mapping[str, str] | None = None,
-    max_items: int | None = None,
-    href_rewrites: Mapping[str, str] | None = None,
-    enrich: bool = True,
-    partial: bool = False,
-    settings: Settings | None = None,
-    operation: str = "build_from_stac",
-    metadata: Mapping[str, Any] | None = None,
-) -> Collection:
+def build_from_stac(*, stac_api: str, collection: str, uri: str | None, bands: Mapping[str, str] | None = None,
+                    href_rewrites: Mapping[str, str] | None = None, enrich: bool = True, partial: bool = False,
+                    settings: Settings | None = None, operation: str = "build_from_stac",
+                    metadata: Mapping[str, Any] | None = None, **filters: Unpack[SearchKeywords]) -> Collection:
     """Search a STAC API, normalise the items, parse their COG headers, commit to Delta at ``uri``.
 
     Args:
         stac_api: API root URL.
         collection: STAC collection id.
         uri: Delta table (local path or ``s3://``); None keeps the collection in memory.
-        bbox: ``(minx, miny, maxx, maxy)`` in lon/lat.
-        datetime: ``"START/END"`` (ISO 8601, ``..`` open).
-        intersects: A geometry (GeoJSON, shapely, WKB) in lon/lat.
-        query: STAC query extension; applied here when the server does not support it.
         bands: band name -> asset key (``{"B04": "red"}``); None takes every COG asset.
-        max_items: Stop after this many items.
         href_rewrites: href prefix -> replacement (``{"https://host/": "s3://bucket/"}``).
         enrich: Parse the COG headers now.
         partial: Leave out the records whose headers cannot be parsed (listed in the
@@ -293,15 +274,16 @@ def build_from_stac(
         settings: Defaults to :meth:`Settings.from_env`.
         operation: The commit's ``rasteret.operation``.
         metadata: More commit metadata (never secrets).
+        **filters: The search's ``bbox``, ``datetime``, ``intersects``, ``query``, ``max_items``
+            (:class:`~rasteret_core.table.stac.SearchKeywords`).
 
     Re-running the same search commits nothing; changed items update their rows
     (merge on id) and the rest are left alone. The ingestion flow
     (``ingest_collection``) runs the same steps with the same options.
     """
     settings = settings or Settings.from_env()
-    found = records_from_stac(stac_api, collection=collection, bbox=bbox, datetime=datetime, intersects=intersects,
-                              query=query, bands=bands, max_items=max_items, href_rewrites=href_rewrites,
-                              timeout=settings.request_timeout)
+    found = records_from_stac(stac_api, collection=collection, bands=bands, href_rewrites=href_rewrites,
+                              timeout=settings.request_timeout, **filters)
     return ingest_records(found.table, uri, settings=settings, operation=operation, enrich=enrich, partial=partial,
                           metadata={**found.metadata, **(metadata or {})})
 

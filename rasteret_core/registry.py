@@ -14,14 +14,15 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import pyarrow as pa
 
-from .ingest import build_from_stac
 from .collection import Collection
 from .errors import ConfigError
+from .ingest import build_from_stac
 from .settings import Settings
+from .table.stac import SearchKeywords
 
 __all__ = ["CatalogEntry", "build", "catalog", "get_entry", "register"]
 
@@ -85,51 +86,34 @@ _LANDSAT_BANDS = {
     "B10": "lwir11", "QA_PIXEL": "qa_pixel", "QA_RADSAT": "qa_radsat", "QA_AEROSOL": "qa_aerosol",
 }
 
+
+def _earth_search(collection: str, title: str, bands: Mapping[str, str], description: str, *,
+                  rewrite: tuple[str, str] | None = None, requester_pays: bool = False,
+                  region: str = "us-west-2") -> CatalogEntry:
+    """An entry of Element 84's Earth Search v1 (``earthsearch/<collection>``); public unless ``requester_pays``."""
+    return CatalogEntry(id=f"earthsearch/{collection}", title=title, stac_api=EARTH_SEARCH, collection=collection,
+                        bands=bands, href_rewrites=dict([rewrite]) if rewrite else {},
+                        requester_pays=requester_pays, anonymous=not requester_pays, region=region,
+                        description=description)
+
+
 _BUILTIN = (
-    CatalogEntry(
-        id="earthsearch/sentinel-2-l2a",
-        title="Sentinel-2 L2A surface reflectance (Earth Search v1, COGs on AWS)",
-        stac_api=EARTH_SEARCH,
-        collection="sentinel-2-l2a",
-        bands=_S2_BANDS,
-        href_rewrites={"https://sentinel-cogs.s3.us-west-2.amazonaws.com/": "s3://sentinel-cogs/"},
-        anonymous=True,
-        region="us-west-2",
-        description="Public bucket; band names are the ESA band numbers (B04 = red).",
-    ),
-    CatalogEntry(
-        id="earthsearch/landsat-c2-l2",
-        title="Landsat Collection 2 Level-2 (Earth Search v1; USGS requester-pays bucket)",
-        stac_api=EARTH_SEARCH,
-        collection="landsat-c2-l2",
-        bands=_LANDSAT_BANDS,
-        href_rewrites={"https://landsatlook.usgs.gov/data/": "s3://usgs-landsat/"},
-        requester_pays=True,
-        region="us-west-2",
-        description="Hrefs point at landsatlook (login needed); rewritten to s3://usgs-landsat, which bills "
-                    "the reader (AWS credentials needed). Band names are the OLI band numbers (B4 = red).",
-    ),
-    CatalogEntry(
-        id="earthsearch/naip",
-        title="NAIP aerial imagery, 4-band RGBIR (Earth Search v1; requester-pays bucket)",
-        stac_api=EARTH_SEARCH,
-        collection="naip",
-        bands={"red": "image:1", "green": "image:2", "blue": "image:3", "nir": "image:4"},
-        requester_pays=True,
-        region="us-west-2",
-        description="One 4-band asset per item (red, green, blue, NIR samples); AWS credentials needed.",
-    ),
-    CatalogEntry(
-        id="earthsearch/cop-dem-glo-30",
-        title="Copernicus DEM GLO-30 (Earth Search v1, public bucket)",
-        stac_api=EARTH_SEARCH,
-        collection="cop-dem-glo-30",
-        bands={"elevation": "data"},
-        href_rewrites={"https://copernicus-dem-30m.s3.amazonaws.com/": "s3://copernicus-dem-30m/"},
-        anonymous=True,
-        region="eu-central-1",
-        description="Elevation in metres, EPSG:4326 tiles of 1 x 1 degree.",
-    ),
+    _earth_search("sentinel-2-l2a", "Sentinel-2 L2A surface reflectance (Earth Search v1, COGs on AWS)", _S2_BANDS,
+                  "Public bucket; band names are the ESA band numbers (B04 = red).",
+                  rewrite=("https://sentinel-cogs.s3.us-west-2.amazonaws.com/", "s3://sentinel-cogs/")),
+    _earth_search("landsat-c2-l2", "Landsat Collection 2 Level-2 (Earth Search v1; USGS requester-pays bucket)",
+                  _LANDSAT_BANDS,
+                  "Hrefs point at landsatlook (login needed); rewritten to s3://usgs-landsat, which bills the "
+                  "reader (AWS credentials needed). Band names are the OLI band numbers (B4 = red).",
+                  rewrite=("https://landsatlook.usgs.gov/data/", "s3://usgs-landsat/"), requester_pays=True),
+    _earth_search("naip", "NAIP aerial imagery, 4-band RGBIR (Earth Search v1; requester-pays bucket)",
+                  {"red": "image:1", "green": "image:2", "blue": "image:3", "nir": "image:4"},
+                  "One 4-band asset per item (red, green, blue, NIR samples); AWS credentials needed.",
+                  requester_pays=True),
+    _earth_search("cop-dem-glo-30", "Copernicus DEM GLO-30 (Earth Search v1, public bucket)", {"elevation": "data"},
+                  "Elevation in metres, EPSG:4326 tiles of 1 x 1 degree.",
+                  rewrite=("https://copernicus-dem-30m.s3.amazonaws.com/", "s3://copernicus-dem-30m/"),
+                  region="eu-central-1"),
 )
 
 _REGISTRY: dict[str, CatalogEntry] = {entry.id: entry for entry in _BUILTIN}
@@ -175,37 +159,22 @@ def catalog() -> pa.Table:
     })
 
 
-def build(
-    entry_id: str,
-    *,
-    uri: str | None,
-    bbox: Sequence[float] | None = None,
-    datetime: str | None = None,
-    intersects: Any | None = None,
-    query: Mapping[str, Any] | None = None,
-    bands: Sequence[str] | None = None,
-    max_items: int | None = None,
-    stac_api: str | None = None,
-    enrich: bool = True,
-    partial: bool = False,
-    settings: Settings | None = None,
-) -> Collection:
+def build(entry_id: str, *, uri: str | None, bands: Sequence[str] | None = None, stac_api: str | None = None,
+          enrich: bool = True, partial: bool = False, settings: Settings | None = None,
+          **filters: Unpack[SearchKeywords]) -> Collection:
     """Build (or update) a collection from a catalog entry; see :func:`build_from_stac`.
 
     Args:
         entry_id: A :func:`catalog` id, e.g. ``"earthsearch/sentinel-2-l2a"``.
         uri: Delta table to commit to; None keeps the collection in memory.
-        bbox: ``(minx, miny, maxx, maxy)`` in lon/lat.
-        datetime: ``"START/END"``.
-        intersects: A geometry in lon/lat.
-        query: STAC query extension (applied locally when the API lacks it).
         bands: Band names of the entry to keep (default: all of them).
-        max_items: Stop after this many items.
         stac_api: Another endpoint serving the same collection (a mirror, a test server).
         enrich: Parse the COG headers now.
         partial: Leave out records whose headers cannot be parsed instead of failing.
         settings: Defaults to :meth:`Settings.from_env`; the entry adds requester-pays,
             unsigned reads or a region as it needs.
+        **filters: The search's ``bbox``, ``datetime``, ``intersects``, ``query``, ``max_items``
+            (:class:`~rasteret_core.table.stac.SearchKeywords`).
 
     The collection keeps the adjusted settings; a later ``load`` of ``uri`` needs
     the same (``RASTERET_REQUESTER_PAYS=1`` for requester-pays entries).
@@ -217,7 +186,7 @@ def build(
     band_map = {name: entry.bands[name] for name in (bands or entry.bands)}
     adjusted = entry.settings_for(settings or Settings.from_env())
     return build_from_stac(
-        stac_api=stac_api or entry.stac_api, collection=entry.collection, uri=uri, bbox=bbox, datetime=datetime,
-        intersects=intersects, query=query, bands=band_map, max_items=max_items, href_rewrites=entry.href_rewrites,
-        enrich=enrich, partial=partial, settings=adjusted, operation="build", metadata={"catalog": entry_id},
+        stac_api=stac_api or entry.stac_api, collection=entry.collection, uri=uri, bands=band_map,
+        href_rewrites=entry.href_rewrites, enrich=enrich, partial=partial, settings=adjusted, operation="build",
+        metadata={"catalog": entry_id}, **filters,
     )

@@ -48,19 +48,11 @@ from ._common import (
     write_manifest,
 )
 
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("record_id", pa.string()),
-        ("band", pa.string()),
-        ("href", pa.string()),
-        ("error", pa.string()),
-        ("retryable", pa.bool_()),
-        ("collection", pa.string()),
-        ("collection_version", pa.int64()),
-        ("flow_run", pa.string()),
-        ("quarantined_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
+QUARANTINE_SCHEMA = pa.schema([
+    ("record_id", pa.string()), ("band", pa.string()), ("href", pa.string()), ("error", pa.string()),
+    ("retryable", pa.bool_()), ("collection", pa.string()), ("collection_version", pa.int64()),
+    ("flow_run", pa.string()), ("quarantined_at", pa.timestamp("us", tz="UTC")),
+])
 """One row per asset whose header could not be parsed, per run that tried."""
 
 

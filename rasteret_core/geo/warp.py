@@ -152,13 +152,8 @@ def default_resolution(
 
 
 def plan_source_window(
-    *,
-    src_transform: Sequence[float],
-    src_crs: Any,
-    dst_transform: Sequence[float],
-    dst_crs: Any,
-    dst_shape: tuple[int, int],
-    resampling: Resampling = "nearest",
+    *, src_transform: Sequence[float], src_crs: Any, dst_transform: Sequence[float], dst_crs: Any,
+    dst_shape: tuple[int, int], resampling: Resampling = "nearest",
 ) -> tuple[int, int, int, int]:
     """Plan the source pixel window a reprojection onto ``(dst_transform, dst_shape)`` reads.
 
@@ -208,17 +203,9 @@ def plan_source_window(
 
 
 def reproject_array(
-    source: np.ndarray,
-    *,
-    src_transform: Sequence[float],
-    src_crs: Any,
-    dst_transform: Sequence[float],
-    dst_crs: Any,
-    dst_shape: tuple[int, int],
-    resampling: Resampling = "nearest",
-    src_nodata: float | None = None,
-    dst_nodata: float | None = None,
-    error_threshold: float = 0.125,
+    source: np.ndarray, *, src_transform: Sequence[float], src_crs: Any, dst_transform: Sequence[float], dst_crs: Any,
+    dst_shape: tuple[int, int], resampling: Resampling = "nearest", src_nodata: float | None = None,
+    dst_nodata: float | None = None, error_threshold: float = 0.125,
 ) -> np.ndarray:
     """Reproject ``source`` onto the grid ``(dst_transform, dst_shape)`` in ``dst_crs``.
 

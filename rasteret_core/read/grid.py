@@ -11,11 +11,12 @@ pixel (0, 0) corner.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +39,8 @@ from .fetch import read_plan, reduce_plan
 from .planner import ChunkPlan, ChunkRequest, ReadPlan, Window, plan_read, resolve_overview, select_image
 from .stats import check_stats, reduce_window, stats_columns
 
-__all__ = ["ReadOptions", "ReadResult", "Resampling", "Stack", "TargetGrid", "footprints_meet", "plan_stack", "read_aoi_table", "read_stack", "stack_grid"]
+__all__ = ["ReadKeywords", "ReadOptions", "ReadResult", "Resampling", "Stack", "TargetGrid", "footprints_meet",
+           "plan_stack", "read_aoi_table", "read_options", "read_stack", "refuse_options", "stack_grid"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +84,44 @@ class ReadOptions:
         if self.resolution is None or self.target_crs is not None:  # with a target CRS, resolution is the target's
             return self.overview
         return resolve_overview(header, self.resolution)
+
+
+class ReadKeywords(TypedDict, total=False):
+    """:class:`ReadOptions`' fields, as keyword arguments of every read method (``get_numpy(..., masked=True)``)."""
+
+    all_touched: bool
+    overview: int | None
+    resolution: float | None
+    target_crs: Any
+    resampling: Resampling
+    masked: bool
+
+
+def read_options(options: ReadOptions | None = None, **keywords: Unpack[ReadKeywords]) -> ReadOptions:
+    """The one :class:`ReadOptions` of a read: ``options`` (default: the defaults) with ``keywords`` over it.
+
+    ``target_crs`` may be anything pyproj accepts; it is returned as a ``pyproj.CRS``.
+
+    Raises:
+        PlanningError: an unknown keyword, or values :class:`ReadOptions` refuses.
+    """
+    unknown = sorted(set(keywords) - set(ReadKeywords.__annotations__))
+    if unknown:
+        raise PlanningError(f"unknown read option(s) {unknown}; the read options are "
+                            + ", ".join(ReadKeywords.__annotations__))
+    merged = dataclasses.replace(options or ReadOptions(), **keywords)
+    target: Any = merged.target_crs  # typed CRS, but callers pass what pyproj accepts
+    if target is not None and not isinstance(target, CRS):
+        return dataclasses.replace(merged, target_crs=to_crs(target))
+    return merged
+
+
+def refuse_options(options: ReadOptions, names: Sequence[str], why: str) -> None:
+    """Raise :class:`PlanningError` if any of ``names`` is set away from its default in ``options``."""
+    defaults = ReadOptions()
+    set_ = [n for n in names if getattr(options, n) != getattr(defaults, n)]
+    if set_:
+        raise PlanningError(f"{', '.join(set_)} do(es) not apply: {why}")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -238,13 +278,8 @@ def _target_grid(geom: shapely.Geometry, crs: CRS, first: TiffHeader, options: R
 
 
 def plan_stack(
-    table: pa.Table,
-    geometry: GeometryLike,
-    bands: Sequence[str],
-    *,
-    settings: Settings,
-    geometry_crs: Any | None = None,
-    options: ReadOptions = ReadOptions(),
+    table: pa.Table, geometry: GeometryLike, bands: Sequence[str], *, settings: Settings,
+    geometry_crs: Any | None = None, options: ReadOptions = ReadOptions(),
 ) -> tuple[ReadPlan, list[dict[str, Any]], TargetGrid | None]:
     """Plan reading ``bands`` within one geometry from every record whose footprint meets it.
 
@@ -276,13 +311,8 @@ def plan_stack(
 
 
 def read_stack(
-    table: pa.Table,
-    geometry: GeometryLike,
-    bands: Sequence[str],
-    *,
-    settings: Settings,
-    geometry_crs: Any | None = None,
-    options: ReadOptions = ReadOptions(),
+    table: pa.Table, geometry: GeometryLike, bands: Sequence[str], *, settings: Settings,
+    geometry_crs: Any | None = None, options: ReadOptions = ReadOptions(),
 ) -> Stack:
     """Read one geometry from every record it meets, stacked ``[record, band, y, x]`` on one grid.
 

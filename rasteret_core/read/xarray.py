@@ -248,16 +248,9 @@ def _mosaic_to_xarray(stack: Stack, mosaic: Mosaic, group_by: GroupBy, masked: b
 
 
 def read_xarray(
-    table: pa.Table,
-    geometry: GeometryLike,
-    bands: Sequence[str],
-    *,
-    settings: Settings,
-    geometry_crs: Any | None = None,
-    options: ReadOptions = ReadOptions(),
-    mosaic: Mosaic | None = None,
-    group_by: GroupBy = "date",
-    chunks: Chunks | None = None,
+    table: pa.Table, geometry: GeometryLike, bands: Sequence[str], *, settings: Settings,
+    geometry_crs: Any | None = None, options: ReadOptions = ReadOptions(), mosaic: Mosaic | None = None,
+    group_by: GroupBy = "date", chunks: Chunks | None = None,
 ) -> Any:
     """Read ``bands`` within ``geometry`` from every record it meets as an ``xarray.Dataset``.
 

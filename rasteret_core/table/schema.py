@@ -94,28 +94,14 @@ __all__ = [
     "without_internal",
 ]
 
-IMAGE_TYPE = pa.struct(
-    [
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("tile_width", pa.int32()),
-        ("tile_height", pa.int32()),
-        ("tiled", pa.bool_()),
-        ("samples_per_pixel", pa.int32()),
-        ("bits_per_sample", pa.int32()),
-        ("sample_format", pa.int32()),
-        ("dtype", pa.string()),
-        ("planar_config", pa.int32()),
-        ("compression", pa.int32()),
-        ("predictor", pa.int32()),
-        ("photometric", pa.int32()),
-        ("subfile_type", pa.int32()),
-        ("tile_offsets", pa.list_(pa.int64())),
-        ("tile_byte_counts", pa.list_(pa.int64())),
-        ("jpeg_tables", pa.binary()),
-        ("extra_samples", pa.list_(pa.int32())),
-    ]
-)
+IMAGE_TYPE = pa.struct([
+    ("width", pa.int32()), ("height", pa.int32()), ("tile_width", pa.int32()), ("tile_height", pa.int32()),
+    ("tiled", pa.bool_()), ("samples_per_pixel", pa.int32()), ("bits_per_sample", pa.int32()),
+    ("sample_format", pa.int32()), ("dtype", pa.string()), ("planar_config", pa.int32()), ("compression", pa.int32()),
+    ("predictor", pa.int32()), ("photometric", pa.int32()), ("subfile_type", pa.int32()),
+    ("tile_offsets", pa.list_(pa.int64())), ("tile_byte_counts", pa.list_(pa.int64())), ("jpeg_tables", pa.binary()),
+    ("extra_samples", pa.list_(pa.int32())),
+])
 """One IFD: the full resolution, an overview or a mask."""
 
 HEADER_TYPE = pa.struct(

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import pyarrow as pa
 import shapely
@@ -177,20 +177,25 @@ class StacRecords:
     metadata: dict[str, Any]
 
 
-def records_from_stac(
-    stac_api: str,
-    *,
-    collection: str,
-    bbox: Sequence[float] | None = None,
-    datetime: str | None = None,
-    intersects: Any | None = None,
-    query: Mapping[str, Any] | None = None,
-    bands: Mapping[str, str] | None = None,
-    max_items: int | None = None,
-    href_rewrites: Mapping[str, str] | None = None,
-    timeout: float | None = 30.0,
-) -> StacRecords:
-    """Search a STAC API (:func:`search`) and normalise the items (:func:`records_from_items`).
+class SearchKeywords(TypedDict, total=False):
+    """The filters of a STAC search (:func:`search`), as keyword arguments of every STAC build.
+
+    ``bbox`` (lon/lat), ``datetime`` (``"START/END"``, ISO 8601, ``..`` open), ``intersects``
+    (a geometry in lon/lat), ``query`` (the query extension, applied here when the server
+    lacks it) and ``max_items``.
+    """
+
+    bbox: Sequence[float] | None
+    datetime: str | None
+    intersects: Any | None
+    query: Mapping[str, Any] | None
+    max_items: int | None
+
+
+def records_from_stac(stac_api: str, *, collection: str, bands: Mapping[str, str] | None = None,
+                      href_rewrites: Mapping[str, str] | None = None, timeout: float | None = 30.0,
+                      **filters: Unpack[SearchKeywords]) -> StacRecords:
+    """Search a STAC API (:func:`search`, with ``filters``) and normalise the items (:func:`records_from_items`).
 
     Every ingestion from STAC starts here: :func:`~rasteret_core.build_from_stac` and the
     ingestion flow alike.
@@ -201,12 +206,13 @@ def records_from_stac(
     Raises:
         SourceError: the search failed or found nothing to build from.
     """
-    found = search(stac_api, collections=collection, bbox=bbox, datetime=datetime, intersects=intersects,
-                   query=query, max_items=max_items, timeout=timeout)
+    found = search(stac_api, collections=collection, timeout=timeout, **filters)
     table = records_from_items(found.items, bands=bands, href_rewrites=href_rewrites)
+    bbox, query = filters.get("bbox"), filters.get("query")
     metadata = {
         "source": redact(stac_api), "collection": collection, "bbox": list(bbox) if bbox is not None else None,
-        "datetime": datetime, "intersects": intersects is not None, "query": dict(query) if query else query,
+        "datetime": filters.get("datetime"), "intersects": filters.get("intersects") is not None,
+        "query": dict(query) if query else query,
         "query_applied": found.query_applied, "bands": dict(bands) if bands else None,
         "href_rewrites": dict(href_rewrites) if href_rewrites else None, "items": len(found.items),
     }

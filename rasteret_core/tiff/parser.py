@@ -166,19 +166,9 @@ async def parse_header(
             _check_tiles_in_file(image, reader.size, uri)
     log.debug("parsed %s: %d images, %d requests, %d bytes", uri, len(images), reader.requests, reader.bytes_read)
     return TiffHeader(
-        uri=uri,
-        byte_order=layout.byte_order,
-        bigtiff=layout.bigtiff,
-        images=tuple(images),
-        crs=crs,
-        crs_source=crs_source,
-        transform=transform,
-        nodata=nodata,
-        pixel_is_point=pixel_is_point,
-        gdal_metadata=gdal_metadata,
-        warnings=warnings,
-        size=reader.size,
-        header_bytes_read=reader.bytes_read,
+        uri=uri, byte_order=layout.byte_order, bigtiff=layout.bigtiff, images=tuple(images), crs=crs,
+        crs_source=crs_source, transform=transform, nodata=nodata, pixel_is_point=pixel_is_point,
+        gdal_metadata=gdal_metadata, warnings=warnings, size=reader.size, header_bytes_read=reader.bytes_read,
         header_requests=reader.requests,
     )
 
@@ -460,19 +450,10 @@ async def _read_image(ifd: _IFD) -> ImageInfo:
             raise ifd.error(tag, f"has {ifd.count(tag)} values, the image needs {expected}")
 
     return ImageInfo(
-        width=width,
-        height=height,
-        tile_width=tile_width,
-        tile_height=tile_height,
-        tiled=tiled,
-        samples_per_pixel=samples,
-        bits_per_sample=bits,
-        sample_format=sample_format,
-        planar_config=planar,
-        compression=await ifd.scalar(COMPRESSION, 1),
-        predictor=await ifd.scalar(PREDICTOR, 1),
-        photometric=await ifd.scalar(PHOTOMETRIC, 1),
-        subfile_type=await ifd.scalar(NEW_SUBFILE_TYPE, 0),
+        width=width, height=height, tile_width=tile_width, tile_height=tile_height, tiled=tiled,
+        samples_per_pixel=samples, bits_per_sample=bits, sample_format=sample_format, planar_config=planar,
+        compression=await ifd.scalar(COMPRESSION, 1), predictor=await ifd.scalar(PREDICTOR, 1),
+        photometric=await ifd.scalar(PHOTOMETRIC, 1), subfile_type=await ifd.scalar(NEW_SUBFILE_TYPE, 0),
         tile_offsets=(await ifd.ints(offsets_tag))[:expected],
         tile_byte_counts=(await ifd.ints(counts_tag))[:expected],
         jpeg_tables=await ifd.raw(JPEG_TABLES) if ifd.has(JPEG_TABLES) else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import typing
 
 import pytest
@@ -39,3 +41,23 @@ def test_read_options_are_checked_once():
         rc.ReadOptions(resampling="cubic")  # type: ignore[arg-type]
     with pytest.raises(rc.PlanningError, match="not both"):
         rc.ReadOptions(overview=0, resolution=20.0)
+
+
+def test_every_read_method_takes_read_options_one_way():
+    """``options=`` and keywords over it, checked in one place; the same names on every read method."""
+    from rasteret_core.read.grid import ReadKeywords, read_options
+
+    base = rc.ReadOptions(masked=True, overview=1)
+    merged = read_options(base, all_touched=True, overview=None, target_crs="EPSG:32631")
+    assert (merged.masked, merged.all_touched, merged.overview) == (True, True, None)
+    assert merged.target_crs is not None and merged.target_crs.to_epsg() == 32631  # any pyproj input, as a CRS
+    assert dataclasses.astuple(read_options()) == dataclasses.astuple(rc.ReadOptions())
+    with pytest.raises(rc.PlanningError, match=r"unknown read option\(s\) \['maskd'\]"):
+        read_options(maskd=True)  # type: ignore[call-arg]
+    with pytest.raises(rc.PlanningError, match="not both"):
+        read_options(base, resolution=10.0)  # overview from options, resolution from a keyword: still checked
+    assert set(ReadKeywords.__annotations__) == {f.name for f in dataclasses.fields(rc.ReadOptions)}
+    for method in ("explain", "get_numpy", "read_numpy", "get_xarray", "get_table", "read_table", "get_gdf",
+                   "sample_points", "sample_table"):
+        params = inspect.signature(getattr(rc.Collection, method)).parameters
+        assert "options" in params and params["keywords"].kind is inspect.Parameter.VAR_KEYWORD, method
