@@ -22,6 +22,7 @@ __all__ = [
     "ObjectNotFoundError",
     "PlanningError",
     "RasteretError",
+    "ReadTooLargeError",
     "SchemaError",
     "SourceError",
     "StaleAssetError",
@@ -124,6 +125,20 @@ class NoRecordsError(PlanningError):
 
 class GridMismatchError(PlanningError):
     """Records or bands on different pixel grids were asked to stack in one array."""
+
+
+class ReadTooLargeError(PlanningError):
+    """A read's output would exceed the memory cap (``RASTERET_MAX_READ_BYTES``); nothing was fetched.
+
+    Attributes:
+        size: The bytes the read would assemble.
+        limit: The cap.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(message)
 
 
 class StatisticError(PlanningError):

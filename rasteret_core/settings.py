@@ -32,6 +32,10 @@ class Settings:
             a window larger than this is read in a batch of its own.
         header_read: Bytes read by the first request for a header; grows (doubles)
             when the header is larger.
+        max_read_bytes: The most memory one read may assemble (its pixels and their
+            validity masks, ``RASTERET_MAX_READ_BYTES``); a larger read is refused with its
+            size before any byte is fetched. Batched reads (statistics, the extraction
+            flows) and chunked ones (``get_xarray``) count one batch or chunk at a time.
         request_timeout: Seconds before one request is abandoned.
         request_retries: Attempts for a retryable request failure.
         requester_pays: Send ``RequestPayer=requester`` on S3 reads.
@@ -52,6 +56,7 @@ class Settings:
     max_request_bytes: int = 16 * 1024 * 1024
     batch_pixels: int = 16 * 1024 * 1024
     header_read: int = 64 * 1024
+    max_read_bytes: int = 4 * 1024**3
     request_timeout: float = 30.0
     request_retries: int = 3
     requester_pays: bool = False
@@ -65,7 +70,8 @@ class Settings:
     aws_no_sign_request: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrency", "decode_threads", "header_read", "max_request_bytes", "batch_pixels"):
+        for name in ("max_concurrency", "decode_threads", "header_read", "max_request_bytes", "batch_pixels",
+                     "max_read_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.coalesce_gap < 0:

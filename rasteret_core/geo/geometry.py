@@ -198,6 +198,17 @@ def geometry_table_crs(schema: pa.Schema, column: str) -> CRS | None:
     return None
 
 
+def _states_crs(schema: pa.Schema, column: str) -> bool:
+    """Whether the metadata names the column's CRS, rather than implying OGC:CRS84 by leaving ``crs`` out.
+
+    GeoParquet reads a missing ``crs`` as OGC:CRS84, but files written without one often
+    hold projected coordinates: an explicit ``geometry_crs=`` wins over that default.
+    """
+    geo = json.loads((schema.metadata or {}).get(b"geo", b"{}"))
+    col = geo.get("columns", {}).get(column)
+    return col is None or "crs" in col
+
+
 def read_geometry_table(
     source: Any, *, geometry_column: str | None = "geometry", geometry_crs: Any | None = None
 ) -> tuple[pa.Table, CRS]:
@@ -206,7 +217,8 @@ def read_geometry_table(
     ``source``: a path/URI of (Geo)Parquet, a ``pa.Table``, a ``RecordBatchReader``, a
     GeoDataFrame, anything with ``__arrow_c_stream__``, or a sequence of geometries.
     The CRS is ``geometry_crs`` if given, else the table's GeoParquet/GeoArrow metadata
-    (or the GeoDataFrame's), else OGC:CRS84. ``geometry_column=None`` (points given as
+    (or the GeoDataFrame's), else OGC:CRS84. A ``geometry_crs`` that contradicts a CRS the
+    metadata names is an error; GeoParquet metadata without a ``crs`` names none. ``geometry_column=None`` (points given as
     x/y columns) asks for no geometry column, and the CRS is ``geometry_crs`` or OGC:CRS84.
     """
     meta_crs: CRS | None = None
@@ -239,7 +251,7 @@ def read_geometry_table(
         meta_crs = geometry_table_crs(table.schema, geometry_column)
     if geometry_crs is not None:
         crs = to_crs(geometry_crs)
-        if meta_crs is not None and meta_crs != crs:
+        if meta_crs is not None and meta_crs != crs and _states_crs(table.schema, geometry_column):
             raise SchemaError(
                 f"geometry_crs={crs.to_string()} contradicts the table's own CRS {meta_crs.to_string()}; drop one"
             )

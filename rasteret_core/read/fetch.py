@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from rasteret_core.errors import FetchError
+from rasteret_core.errors import FetchError, ReadTooLargeError
 from rasteret_core.geo.rasterize import rasterize_mask
 from rasteret_core.io.runtime import with_stores
 from rasteret_core.io.store import IOStats, Stores
@@ -46,7 +46,11 @@ async def execute_plan(plan: ReadPlan, stores: Stores, *, masked: bool = False) 
     A point chunk (``chunk.points``) gives a 1-D array, one value per slot of its
     :class:`~rasteret_core.read.planner.PointSet`, under the same mask rules; each tile is
     decoded once and all its points are gathered from it at once.
+
+    Raises:
+        ReadTooLargeError: the plan's output exceeds ``RASTERET_MAX_READ_BYTES`` (nothing is fetched).
     """
+    check_read_size(plan, stores.settings)
     outs = [np.full(_shape(c), c.fill, dtype=c.image.dtype) for c in plan.chunks]
     valid = [np.ones(_shape(c), dtype=bool) for c in plan.chunks]
     users: dict[tuple[str, int, int], list[tuple[int, bool]]] = defaultdict(list)  # -> (chunk, is its mask)
@@ -166,6 +170,49 @@ def _paste(out: np.ndarray, window: Window, image: ImageInfo, tile: int, pixels:
     out[r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off] = source
 
 
+def check_read_size(plan: ReadPlan, settings: Settings) -> None:
+    """Refuse a plan whose output would exceed ``settings.max_read_bytes``, saying its size and what to do.
+
+    Raises:
+        ReadTooLargeError: it would.
+    """
+    for chunk in plan.chunks:  # one tile (or strip) is fetched and decoded whole, however few pixels are read
+        image = chunk.image
+        samples = 1 if image.planar_config == 2 else image.samples_per_pixel
+        decoded = image.tile_width * image.tile_height * samples * image.dtype.itemsize
+        stored = max((int(image.tile_byte_counts[t]) for t in chunk.tiles), default=0)
+        if max(decoded, stored) > settings.max_read_bytes:
+            kind = "tile" if image.tiled else "strip"
+            raise ReadTooLargeError(
+                f"{chunk.uri}: one {kind} of this file is {image.tile_width} x {image.tile_height} px "
+                f"({_human(decoded)} decoded, {_human(stored)} stored) and must be read whole, more than "
+                f"RASTERET_MAX_READ_BYTES={settings.max_read_bytes} ({_human(settings.max_read_bytes)}); nothing was "
+                f"fetched. Convert the file to a tiled COG (gdal_translate -of COG), or raise RASTERET_MAX_READ_BYTES",
+                size=max(decoded, stored), limit=settings.max_read_bytes,
+            )
+    size = plan.output_bytes()
+    if size <= settings.max_read_bytes:
+        return
+    biggest = max(plan.chunks, key=lambda c: c.window.height * c.window.width)
+    raise ReadTooLargeError(
+        f"this read would assemble {_human(size)} ({size} bytes: {len(plan.chunks)} record x band chunk(s), the "
+        f"largest {biggest.window.height} x {biggest.window.width} px of {biggest.image.dtype}), more than "
+        f"RASTERET_MAX_READ_BYTES={settings.max_read_bytes} ({_human(settings.max_read_bytes)}); nothing was "
+        "fetched. Read a smaller AOI, fewer bands or records, an overview (overview=), in chunks (get_xarray) or "
+        "in batches (the extraction flow, stats=), or raise RASTERET_MAX_READ_BYTES",
+        size=size, limit=settings.max_read_bytes,
+    )
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{size} B"
+        value /= 1024
+    return f"{size} B"
+
+
 def read_plan(
     plan: ReadPlan,
     settings: Settings,
@@ -178,7 +225,11 @@ def read_plan(
     ``check`` runs alongside the fetches on the same stores (say, that the objects are
     still those the headers came from); its error wins over the read's. ``masked`` as
     in :func:`execute_plan`.
+
+    Raises:
+        ReadTooLargeError: the output would exceed ``RASTERET_MAX_READ_BYTES`` (checked before any I/O).
     """
+    check_read_size(plan, settings)
 
     async def run(stores: Stores) -> list[np.ndarray]:
         return await execute_plan(plan, stores, masked=masked)

@@ -23,7 +23,7 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from rasteret_core.errors import PlanningError
+from rasteret_core.errors import GeometryError, PlanningError
 from rasteret_core.geo.geometry import apply_affine, inverse_affine, reproject, reproject_xy, to_crs
 from rasteret_core.tiff.decode import check_supported
 from rasteret_core.tiff.header import ImageInfo, TiffHeader
@@ -50,6 +50,8 @@ __all__ = [
     "select_points",
     "split_plan",
 ]
+
+_AREAS = (3, 6)  # shapely type ids of Polygon and MultiPolygon: what an AOI may be
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +185,16 @@ class ReadPlan:
     requests: tuple[RangeRequest, ...]
     all_touched: bool = False
 
+    def output_bytes(self) -> int:
+        """The memory the executor assembles for this plan: every chunk's pixels and its validity mask."""
+        total = 0
+        for chunk in self.chunks:
+            values = len(chunk.points) if chunk.points is not None else chunk.window.height * chunk.window.width
+            total += values * (chunk.image.dtype.itemsize + 1)
+        return total
+
     def summary(self) -> dict[str, int]:
-        """Counts before any I/O: chunks, tiles, requests, bytes to read, tile bytes needed."""
+        """Counts before any I/O: chunks, tiles, requests, bytes to read, tile bytes needed, output bytes."""
         tiles = {(c.uri, c.ifd, t) for c in self.chunks for t in c.tiles} | {
             (c.uri, c.mask.ifd, t) for c in self.chunks if c.mask is not None for t in c.mask.tiles
         }
@@ -196,6 +206,7 @@ class ReadPlan:
             "requests": len(self.requests),
             "bytes": sum(r.length for r in self.requests),
             "tile_bytes": sum(sizes.values()),
+            "output_bytes": self.output_bytes(),
         }
 
 
@@ -351,6 +362,12 @@ def plan_read(
             chunks.append(point_chunk)
             continue
         assert req.geometry is not None  # a request without points has a geometry (ChunkRequest.__post_init__)
+        if req.window is None and shapely.get_type_id(req.geometry) not in _AREAS:
+            kind = req.geometry.geom_type if isinstance(req.geometry, BaseGeometry) else "geometry"
+            raise GeometryError(
+                f"an AOI must be a Polygon or MultiPolygon, got a {kind}: for the values at points "
+                "use sample_points (or the sample-points flow); to read around it, buffer it into an area first"
+            )
         crs_key = (id(req.geometry), req.geometry_crs.to_wkt(), header.crs)
         if crs_key not in projected:  # one reprojection per geometry and raster CRS
             projected[crs_key] = reproject(req.geometry, req.geometry_crs, to_crs(header.crs))

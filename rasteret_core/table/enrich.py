@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rasteret_core.errors import CollectionError, RasteretError, UnresolvedCRSError, UnsupportedTiffError
+from rasteret_core.errors import CollectionError, RasteretError, UnresolvedCRSError, UnsupportedTiffError, redact
 from rasteret_core.io.runtime import with_stores
 from rasteret_core.io.store import IOStats, ObjectInfo, Stores
 from rasteret_core.settings import Settings
@@ -100,13 +100,14 @@ def enrich_records(
                 header, info = result
                 asset["header"] = header_to_dict(header, size=info.size, etag=info.etag, last_modified=info.last_modified)
     for failure in failures:
-        log.warning("header of %s (record %s, band %s) not parsed: %s", failure.href, failure.record_id, failure.band, failure.error)
+        log.warning("header of %s (record %s, band %s) not parsed: %s", redact(failure.href), failure.record_id,
+                    failure.band, failure.error)
     out = pa.Table.from_pylist(rows, schema=table.schema)
     return EnrichResult(out, tuple(failures), len(todo) - len({f.href for f in failures}), stats)
 
 
-def raise_failures(failures: Sequence[HeaderFailure]) -> None:
-    """Raise when any header failed, listing the first few (record, band, error).
+def raise_failures(failures: Sequence[HeaderFailure], *, hint: str = "") -> None:
+    """Raise when any header failed, listing the first few (record, band, error), then ``hint``.
 
     Raises:
         CollectionError: ``failures`` is not empty.
@@ -114,7 +115,7 @@ def raise_failures(failures: Sequence[HeaderFailure]) -> None:
     if failures:
         listed = "; ".join(f"{f.record_id}/{f.band} {f.error}" for f in failures[:5])
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        raise CollectionError(f"{len(failures)} asset header(s) could not be parsed: {listed}{more}")
+        raise CollectionError(f"{len(failures)} asset header(s) could not be parsed: {listed}{more}{hint}")
 
 
 def drop_failures(table: pa.Table, failures: Sequence[HeaderFailure], *, partial: bool) -> pa.Table:
@@ -126,7 +127,8 @@ def drop_failures(table: pa.Table, failures: Sequence[HeaderFailure], *, partial
     if not failures:
         return table
     if not partial:
-        raise_failures(failures)
+        raise_failures(failures, hint="; nothing was committed: fix or drop those files, or build with "
+                       "partial=True to leave their records out (listed in the commit metadata)")
     for failure in failures:
         log.warning("record %s left out: %s", failure.record_id, failure.error)
     bad = pa.array(sorted({f.record_id for f in failures}), pa.string())
