@@ -47,7 +47,7 @@ import math
 import re
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime as _datetime
 from pathlib import Path
@@ -278,11 +278,49 @@ def _emit(document: Any) -> None:
 
 @contextmanager
 def _progress(operation: str) -> Iterator[None]:
-    """Progress bars for a long operation (a terminal only, never with ``--json``)."""
+    """Progress bars for a long operation (a terminal only, never with ``--json``); Prefect logs without tracebacks."""
     from ._progress import ProgressBars
 
+    _short_prefect_errors()
     with ProgressBars(console, operation, enabled=console.is_terminal and not _run.json):
         yield
+
+
+def _short_prefect_errors() -> None:
+    """Prefect's console log lines keep saying which task or flow failed, without the traceback of an error the
+    command reports itself as one message (unless ``--debug``). The logs sent to the Prefect API keep it.
+    """
+    if _run.debug:
+        return
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
+    names = [n for n in list(logging.root.manager.loggerDict) if n.startswith("prefect")]
+    for logger in [logging.getLogger(), *(logging.getLogger(n) for n in names)]:
+        for handler in logger.handlers:
+            formatter = handler.formatter
+            if type(handler).__name__ != "PrefectConsoleHandler" or formatter is None \
+                    or getattr(formatter, "_rasteret_short", False):
+                continue
+            formatter.format = _without_reported_traceback(formatter.format)  # type: ignore[method-assign,assignment]
+            formatter._rasteret_short = True  # type: ignore[attr-defined]  # noqa: SLF001
+
+
+def _without_reported_traceback(format_record: Callable[[logging.LogRecord], str]) -> Callable[[logging.LogRecord], str]:
+    """``format_record`` leaving out the traceback (and cached traceback text) of an error the command reports."""
+
+    def short(record: logging.LogRecord) -> str:
+        info = record.exc_info
+        if not (info and isinstance(info[1], BaseException) and _is_reported(info[1])):
+            return format_record(record)
+        text = record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return format_record(record)
+        finally:
+            record.exc_info, record.exc_text = info, text
+
+    return short
 
 
 @app.callback(epilog=_EPILOG)
@@ -570,11 +608,18 @@ def _run_batches(kind: Kind, options: dict[str, Any], hint: str, uri: str, sourc
         batch_options(kind, **options)
     except RasteretError as exc:
         raise typer.BadParameter(str(exc), param_hint=hint) from None
+    import rasteret_core as rc
+
+    band_list = _band_list(bands)
+    col = rc.load(uri, version=version)  # before any flow runs: a missing collection or an unknown band
+    unknown = [b for b in band_list if b not in col.bands]
+    if unknown or not band_list:
+        raise rc.BandError(f"unknown band(s) {unknown}; the collection {uri} v{col.version} has {col.bands}")
     flow = extract_aois if kind == "aois" else sample_points
     where = source if "://" in source else str(Path(source).resolve())
     noun = "AOIs" if kind == "aois" else "points"
     with _progress(f"reading {noun} of {source} from {uri}"):
-        result = with_runner(flow, runner)(uri, where, _band_list(bands), out, version=version,
+        result = with_runner(flow, runner)(uri, where, band_list, out, version=version,
                                            batch_size=batch_size, geometry_column=geometry_column,
                                            geometry_crs=geometry_crs, **options)
     _summary("extracted" if kind == "aois" else "sampled", result)

@@ -277,3 +277,28 @@ def test_the_extract_flow_feeds_progress_and_json(prefect_api, staging_dir, s3_c
     assert batches[0] == (0, 3) and batches[-1] == (3, 3)
     assert [d for d, _ in batches] == sorted(d for d, _ in batches)
     assert np.all(np.diff([d for d, _ in batches]) <= 1)
+
+
+def test_prefect_console_logs_drop_the_traceback_of_a_reported_error():
+    import logging
+
+    from rasteret_flows.cli import _without_reported_traceback
+
+    def record(exc):
+        try:
+            raise exc
+        except (rc.RasteretError, ValueError):
+            return logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "Task run failed", None,
+                                     sys.exc_info())
+
+    short = _without_reported_traceback(logging.Formatter().format)
+    reported = record(rc.BandError("unknown band(s) ['nope']"))
+    logging.Formatter().format(reported)  # another handler formatted (and cached) the traceback first
+    assert short(reported) == "Task run failed" and reported.exc_info is not None  # the API handler still gets it
+    assert "Traceback" in short(record(ValueError("a bug")))  # anything else keeps its traceback
+
+
+def test_batched_reads_check_the_bands_before_any_flow_runs(s3_collection, tmp_path):
+    done = _run("extract", s3_collection.uri, "--aois", tmp_path / "none.parquet", "--bands", "red,nope", "--out",
+                tmp_path / "out")
+    assert done.exit_code == 6 and "unknown band(s) ['nope']" in done.stderr
