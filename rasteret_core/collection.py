@@ -39,7 +39,7 @@ from .read.stats import check_stats
 from .read.xarray import Chunks, GroupBy, Mosaic, check_mosaic, read_xarray
 from .settings import Settings
 from .table import delta as _delta
-from .table.enrich import enrich_records, raise_failures
+from .table.enrich import changed_headers, enrich_records, raise_failures, select_for_enrichment
 from .table.schema import GEO_METADATA, geo_metadata, missing_columns, without_internal
 from .table.sources import records_from_table
 from .table.stac import parse_utc
@@ -485,13 +485,10 @@ class Collection:
             CollectionError: a header could not be parsed (nothing is committed).
         """
         table = self._table
-        if refresh == "stale":
-            stale = {(a.record_id, a.band) for a in stale_assets(table, settings=self.settings)}
-            table = _without_headers(table, stale)
-        todo = table if refresh is True else table.filter(_lacks_a_header(table))
+        todo = select_for_enrichment(table, refresh=refresh, settings=self.settings)
         result = enrich_records(todo, settings=self.settings, refresh=refresh is True)
         raise_failures(result.failures)
-        changed = result.table.filter(pc.not_equal(_header_facts(result.table), _header_facts(todo)))
+        changed = changed_headers(todo, result.table)
         if changed.num_rows == 0:
             return self
         if self.uri is None:
@@ -577,47 +574,6 @@ def _all_of(conditions: Sequence[pc.Expression]) -> pc.Expression | None:
     for condition in conditions:
         out = condition if out is None else out & condition
     return out
-
-
-def _headers(table: pa.Table) -> list[pa.ChunkedArray]:
-    """Each band's header column (null where the asset or its header is)."""
-    return [pc.struct_field(pc.struct_field(table["assets"], [i]), "header")
-            for i in range(table.schema.field("assets").type.num_fields)]
-
-
-def _header_facts(table: pa.Table) -> pa.ChunkedArray:
-    """Per row, every band's header presence, ETag, size and last-modified time, as one string."""
-    parts = []
-    for header in _headers(table):
-        parts.append(pc.if_else(header.is_valid(), "h", "-"))
-        parts += [pc.cast(pc.struct_field(header, name), pa.string()).fill_null("-")
-                  for name in ("etag", "size", "last_modified")]
-    return pc.binary_join_element_wise(*parts, "|")
-
-
-def _lacks_a_header(table: pa.Table) -> pa.ChunkedArray:
-    """Per row, whether an asset of it has no header."""
-    lacking = None
-    for i, header in enumerate(_headers(table)):
-        asset = pc.struct_field(table["assets"], [i])
-        missing = pc.and_(asset.is_valid(), pc.invert(header.is_valid()))
-        lacking = missing if lacking is None else pc.or_(lacking, missing)
-    return lacking
-
-
-def _without_headers(table: pa.Table, assets: set[tuple[str, str]]) -> pa.Table:
-    """``table`` with the headers of the given (record id, band) assets set to null."""
-    if not assets:
-        return table
-    rows = {rid for rid, _ in assets}
-    hit = pc.is_in(table["id"], value_set=pa.array(sorted(rows), pa.string()))
-    changed = table.filter(hit).to_pylist()
-    for row in changed:
-        for band, asset in (row["assets"] or {}).items():
-            if asset is not None and (row["id"], band) in assets:
-                asset["header"] = None
-    return pa.concat_tables([table.filter(pc.invert(hit)),
-                             pa.Table.from_pylist(changed, schema=table.schema)])
 
 
 def _is_bbox(value: Any) -> bool:

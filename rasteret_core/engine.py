@@ -5,6 +5,7 @@ users want the small surface of :mod:`rasteret_core` instead. Names here may cha
 between minor versions more freely than the top-level ones.
 """
 
+from .geo.geometry import read_geometry_table
 from .ingest import (
     Changes,
     ChangeSet,
@@ -15,7 +16,6 @@ from .ingest import (
     read_digests,
     select_changed,
 )
-from .geo.geometry import read_geometry_table
 from .io.freshness import StaleAsset, check_fresh, expected_objects
 from .io.store import ByteStore, IOStats, Stores
 from .read.fetch import execute_plan
@@ -24,7 +24,14 @@ from .read.planner import ChunkRequest, ReadPlan, plan_read
 from .read.points import MATCHES, check_sample_options
 from .read.stats import STATISTICS, check_stats
 from .table.delta import read_table, write_table
-from .table.enrich import EnrichResult, HeaderFailure, drop_failures, enrich_records
+from .table.enrich import (
+    EnrichResult,
+    HeaderFailure,
+    Refresh,
+    drop_failures,
+    enrich_records,
+    select_for_enrichment,
+)
 from .table.row_ranges import RowRange, TableSplit, read_row_range, split_table
 from .table.sources import records_from_table
 from .table.stac import StacRecords, StacSearch, records_from_items, records_from_stac, search, search_items
@@ -44,6 +51,7 @@ __all__ = [
     "ImageInfo",
     "MergeResult",
     "ReadPlan",
+    "Refresh",
     "RowRange",
     "StacRecords",
     "StacSearch",
@@ -75,6 +83,7 @@ __all__ = [
     "search",
     "search_items",
     "select_changed",
+    "select_for_enrichment",
     "split_table",
     "write_table",
 ]

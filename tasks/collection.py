@@ -25,12 +25,14 @@ from rasteret_core.engine import (
     Changes,
     HeaderFailure,
     MergeResult,
+    Refresh,
     drop_failures,
     enrich_records,
     merge_changes,
     read_digests,
     records_from_stac,
     select_changed,
+    select_for_enrichment,
     write_table,
 )
 
@@ -188,8 +190,9 @@ def select_changed_records(records_path: str, uri: str, *, stage: str) -> Select
 
 
 @task(name="select-unenriched-records", tags=["rasteret"])
-def select_unenriched(uri: str, *, version: int | None, partition_size: int, refresh: bool = False) -> SelectedRecords:
-    """Pin a collection version and stage its rows lacking header metadata (every row with ``refresh``).
+def select_unenriched(uri: str, *, version: int | None, partition_size: int,
+                      refresh: Refresh = False) -> SelectedRecords:
+    """Pin a collection version and stage the rows to parse (``select_for_enrichment``: lacking a header, see ``refresh``).
 
     The staging folder is keyed by the collection URI, the pinned version and the
     options, so a re-run after a crash finds the partitions it already finished.
@@ -198,12 +201,7 @@ def select_unenriched(uri: str, *, version: int | None, partition_size: int, ref
     settings = Settings.from_env()
     col = load(uri, version=version, settings=settings)
     stage = stage_folder(settings, "enrich", uri, col.version, partition_size, refresh)
-    table = col.to_arrow()
-    lacking = [
-        refresh or any(a is not None and a["header"] is None for a in (assets or {}).values())
-        for assets in table["assets"].to_pylist()
-    ]
-    todo = table.filter(pa.array(lacking, pa.bool_()))
+    todo = select_for_enrichment(col.to_arrow(), refresh=refresh, settings=settings)
     changes = Changes(records=todo.num_rows, base_version=col.version)
     selected = _stage_selection(todo, changes, stage, "records")
     get_run_logger().info("%s v%d: %d of %d records lack header metadata", uri, col.version, todo.num_rows, len(col))
@@ -224,7 +222,7 @@ def _stage_selection(table: pa.Table, changes: Changes, stage: str, name: str) -
 
 @task(name="parse-scene-headers", tags=IO_TAGS, retry_condition_fn=retry_if_retryable, **RETRY_OPTIONS)
 def parse_scene_headers(records_path: str, start: int, stop: int, *, stage: str,
-                        refresh: bool = False) -> ParsedPartition:
+                        refresh: Refresh = False) -> ParsedPartition:
     """Parse the COG headers of rows ``[start, stop)`` of a staged record table (``enrich_records``); stage the rows.
 
     A partition that an earlier attempt or run finished (its manifest exists under
@@ -242,7 +240,7 @@ def parse_scene_headers(records_path: str, start: int, stop: int, *, stage: str,
     settings = Settings.from_env()
     number, last = attempt()
     table = pq.read_table(records_path).slice(start, stop - start)
-    result = enrich_records(table, settings=settings, refresh=refresh)
+    result = enrich_records(table, settings=settings, refresh=refresh is True)  # "stale": cleared at selection
     retryable = [f for f in result.failures if f.retryable]
     if retryable and not last:
         raise FetchError(

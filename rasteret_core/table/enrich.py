@@ -12,12 +12,13 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_core.errors import CollectionError, RasteretError, UnresolvedCRSError, UnsupportedTiffError, redact
+from rasteret_core.io.freshness import stale_assets
 from rasteret_core.io.runtime import with_stores
 from rasteret_core.io.store import IOStats, ObjectInfo, Stores
 from rasteret_core.settings import Settings
@@ -26,9 +27,15 @@ from rasteret_core.tiff.parser import parse_header, read_headers
 
 from .schema import header_to_dict
 
-__all__ = ["EnrichResult", "HeaderFailure", "drop_failures", "enrich_records", "raise_failures"]
+__all__ = ["EnrichResult", "HeaderFailure", "Refresh", "changed_headers", "drop_failures", "enrich_records",
+           "raise_failures", "select_for_enrichment"]
 
 log = logging.getLogger(__name__)
+
+
+Refresh = bool | Literal["stale"]
+"""Which headers an enrichment parses: ``False`` the missing ones, ``"stale"`` also those whose
+object changed since (one HEAD per object), ``True`` every one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,3 +197,64 @@ def _read_headers_with_crs(
         return dict(done), stores.stats
 
     return with_stores(settings, go)
+
+
+def select_for_enrichment(table: pa.Table, *, refresh: Refresh, settings: Settings) -> pa.Table:
+    """The rows of ``table`` an enrichment with ``refresh`` must parse (see :data:`Refresh`).
+
+    With ``"stale"`` the headers of changed objects are cleared in the rows returned, so
+    that parsing them (``enrich_records(refresh=False)``) fills them again. The library
+    (``Collection.enrich``) and the enrichment flow select with this one function.
+    """
+    if refresh is True:
+        return table
+    if refresh == "stale":
+        stale = {(a.record_id, a.band) for a in stale_assets(table, settings=settings)}
+        table = _without_headers(table, stale)
+    return table.filter(_lacks_a_header(table))
+
+
+def changed_headers(before: pa.Table, after: pa.Table) -> pa.Table:
+    """The rows of ``after`` (``before`` enriched, row for row) whose headers changed: presence, ETag, size, time."""
+    return after.filter(pc.not_equal(_header_facts(after), _header_facts(before)))
+
+
+def _headers(table: pa.Table) -> list[pa.ChunkedArray]:
+    """Each band's header column (null where the asset or its header is)."""
+    return [pc.struct_field(pc.struct_field(table["assets"], [i]), "header")
+            for i in range(table.schema.field("assets").type.num_fields)]
+
+
+def _header_facts(table: pa.Table) -> pa.ChunkedArray:
+    """Per row, every band's header presence, ETag, size and last-modified time, as one string."""
+    parts = []
+    for header in _headers(table):
+        parts.append(pc.if_else(header.is_valid(), "h", "-"))
+        parts += [pc.cast(pc.struct_field(header, name), pa.string()).fill_null("-")
+                  for name in ("etag", "size", "last_modified")]
+    return pc.binary_join_element_wise(*parts, "|")
+
+
+def _lacks_a_header(table: pa.Table) -> pa.ChunkedArray:
+    """Per row, whether an asset of it has no header."""
+    lacking = None
+    for i, header in enumerate(_headers(table)):
+        asset = pc.struct_field(table["assets"], [i])
+        missing = pc.and_(asset.is_valid(), pc.invert(header.is_valid()))
+        lacking = missing if lacking is None else pc.or_(lacking, missing)
+    return lacking
+
+
+def _without_headers(table: pa.Table, assets: set[tuple[str, str]]) -> pa.Table:
+    """``table`` with the headers of the given (record id, band) assets set to null."""
+    if not assets:
+        return table
+    rows = {rid for rid, _ in assets}
+    hit = pc.is_in(table["id"], value_set=pa.array(sorted(rows), pa.string()))
+    changed = table.filter(hit).to_pylist()
+    for row in changed:
+        for band, asset in (row["assets"] or {}).items():
+            if asset is not None and (row["id"], band) in assets:
+                asset["header"] = None
+    return pa.concat_tables([table.filter(pc.invert(hit)),
+                             pa.Table.from_pylist(changed, schema=table.schema)])
