@@ -19,7 +19,6 @@ from typing import Self
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TaskID,
@@ -99,7 +98,7 @@ class ProgressBars:
     def __init__(self, console: Console, operation: str, *, enabled: bool | None = None) -> None:
         self.enabled = console.is_terminal if enabled is None else enabled
         self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
             TextColumn("{task.fields[failed]}"), TimeElapsedColumn(),
             console=console, disable=not self.enabled, transient=False,
         )
@@ -108,7 +107,7 @@ class ProgressBars:
 
     def __enter__(self) -> Self:
         self._progress.__enter__()
-        self._main = self._progress.add_task(self._operation, total=None, failed="")
+        self._main = self._progress.add_task(self._operation, total=None, failed="", count="")
         self._listen = listening(self.update)
         self._listen.__enter__()
         return self
@@ -117,10 +116,12 @@ class ProgressBars:
         """Advance the bar of ``event.step`` (made on its first event)."""
         task = self._tasks.get(event.step)
         if task is None:
-            task = self._progress.add_task(STEP_NAMES.get(event.step, event.step), total=event.total, failed="")
+            task = self._progress.add_task(STEP_NAMES.get(event.step, event.step), total=event.total, failed="",
+                                           count="")
             self._tasks[event.step] = task
         failed = f"[red]{event.failed} failed[/red]" if event.failed else ""
-        self._progress.update(task, completed=event.done, total=event.total, failed=failed)
+        self._progress.update(task, completed=event.done, total=event.total, failed=failed,
+                              count=f"{event.done}/{event.total}")
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -282,8 +282,26 @@ def _progress(operation: str) -> Iterator[None]:
     from ._progress import ProgressBars
 
     _short_prefect_errors()
-    with ProgressBars(console, operation, enabled=console.is_terminal and not _run.json):
+    enabled = console.is_terminal and not _run.json
+    with ProgressBars(console, operation, enabled=enabled), _prefect_logs_to(console if enabled else None):
         yield
+
+
+@contextmanager
+def _prefect_logs_to(target: Console | None) -> Iterator[None]:
+    """Print Prefect's console log lines through ``target`` (the bars' console: lines go above the bars)."""
+    handlers = [h for h in logging.getLogger().handlers if type(h).__name__ == "PrefectConsoleHandler"]
+    if target is None or not handlers:
+        yield
+        return
+    saved = [h.console for h in handlers]  # type: ignore[attr-defined]
+    for handler in handlers:
+        handler.console = target  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for handler, own in zip(handlers, saved, strict=True):
+            handler.console = own  # type: ignore[attr-defined]
 
 
 def _short_prefect_errors() -> None:
