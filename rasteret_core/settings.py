@@ -16,6 +16,9 @@ from .errors import ConfigError
 __all__ = ["Settings"]
 
 _PREFIX = "RASTERET_"
+_SECRETS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+_SECRET_ENV = {"aws_access_key_id": "AWS_ACCESS_KEY_ID", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+               "aws_session_token": "AWS_SESSION_TOKEN"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,9 +46,10 @@ class Settings:
             commit (a folder every worker can reach); empty means the system temp folder.
         aws_endpoint_url: S3 endpoint (``AWS_ENDPOINT_URL``); None means AWS.
         aws_region: ``AWS_REGION`` (or ``AWS_DEFAULT_REGION``).
-        aws_access_key_id: ``AWS_ACCESS_KEY_ID``; never logged.
-        aws_secret_access_key: ``AWS_SECRET_ACCESS_KEY``; never logged.
-        aws_session_token: ``AWS_SESSION_TOKEN``; never logged.
+        aws_access_key_id: ``AWS_ACCESS_KEY_ID``; never logged, never pickled.
+        aws_secret_access_key: ``AWS_SECRET_ACCESS_KEY``; never logged, never pickled.
+        aws_session_token: ``AWS_SESSION_TOKEN``; never logged, never pickled (a pickled copy
+            reads the three from its process's environment).
         aws_profile: ``AWS_PROFILE``.
         aws_no_sign_request: Anonymous S3 reads (public buckets).
     """
@@ -78,12 +82,27 @@ class Settings:
             raise ConfigError(f"{_PREFIX}COALESCE_GAP must not be negative, got {self.coalesce_gap}")
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
-        shown = {
-            f.name: ("***" if "secret" in f.name or "token" in f.name or "key_id" in f.name else getattr(self, f.name))
-            for f in fields(self)
-            if getattr(self, f.name) is not None
-        }
-        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.to_json().items()) + ")"
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON values, credentials shown as ``"***"`` (for reports, logs and Prefect parameters)."""
+        return {f.name: "***" if f.name in _SECRETS else getattr(self, f.name)
+                for f in fields(self) if getattr(self, f.name) is not None}
+
+    def __copy__(self) -> Settings:
+        return self  # frozen: a copy in this process may be the object itself, credentials and all
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Settings:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle without credentials: the copy (a Dask or TorchGeo worker's) reads them from its own environment.
+
+        Task graphs and worker payloads can be logged, spilled to disk or persisted as
+        results; credentials stay in each process's ``AWS_*`` variables (or profile).
+        """
+        public = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _SECRETS}
+        return (_unpickle, (public, tuple(name for name in _SECRETS if getattr(self, name) is not None)))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -160,6 +179,11 @@ class Settings:
             anonymous=self.aws_no_sign_request,
         )
         return s3, target.removeprefix("s3://")
+
+
+def _unpickle(public: dict[str, Any], had: tuple[str, ...]) -> Settings:
+    """A pickled :class:`Settings` back, with the credentials it had taken from this process's environment."""
+    return Settings(**public, **{name: os.environ.get(_SECRET_ENV[name]) for name in had})
 
 
 def _parse_bool(raw: str) -> bool:

@@ -153,13 +153,32 @@ class _HTTPStore:
         async with session.head(uri, allow_redirects=True) as resp:
             if resp.status == 404:
                 raise ObjectNotFoundError("HTTP 404; check the href", uri=uri)
+            if resp.status in {403, 405}:  # a pre-signed URL signs GET only: ask for its first byte instead
+                return await self._head_by_get(uri)
+            if resp.status >= 400:
+                raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
+            return ObjectInfo(
+                size=int(resp.headers.get("Content-Length", 0)),
+                etag=resp.headers.get("ETag"),
+                last_modified=resp.headers.get("Last-Modified"),
+            )
+
+    async def _head_by_get(self, uri: str) -> ObjectInfo:
+        """What HEAD would say, from a GET of the first byte (``Content-Range: bytes 0-0/SIZE``)."""
+        session = await self._client()
+        async with session.get(uri, headers={"Range": "bytes=0-0"}) as resp:
+            if resp.status == 404:
+                raise ObjectNotFoundError("HTTP 404; check the href", uri=uri)
             if resp.status == 403:
                 raise AccessDeniedError("HTTP 403: access denied; check the href (an expired signed URL?) or "
                                         "the credentials it needs", uri=uri)
             if resp.status >= 400:
                 raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
+            total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+            if resp.status == 206:  # one byte: read it, so the connection can be reused
+                await resp.read()
             return ObjectInfo(
-                size=int(resp.headers.get("Content-Length", 0)),
+                size=int(total) if total.isdigit() else int(resp.headers.get("Content-Length", 0)),
                 etag=resp.headers.get("ETag"),
                 last_modified=resp.headers.get("Last-Modified"),
             )
