@@ -134,6 +134,18 @@ def test_the_exit_codes_are_documented_in_help_and_module():
     assert {n for n in rc.__all__ if n.endswith("Error")} - listed == subsumed
 
 
+def test_the_troubleshooting_page_lists_the_same_exit_codes():
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md"
+    if not page.exists():
+        pytest.skip("no docs/troubleshooting.md in this checkout")
+    text = page.read_text(encoding="utf-8")
+    for name, code, _ in EXIT_CODES:
+        if name != "RasteretError":
+            assert f"| {code} | `{name}` |" in text, name
+
+
 # ------------------------------------------------------------------------------------------------- --json
 
 
