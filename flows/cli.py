@@ -770,7 +770,7 @@ def quicklook(
     """Write a PNG of one record's pixels within an AOI: true colour (2-98 % stretch) or one band with a colour bar.
 
     The axes are the record's CRS coordinates (the CRS in the label); the AOI outline
-    is drawn over the pixels. Needs matplotlib (`pip install "rasteret[plot]"`).
+    is drawn over the pixels. Needs matplotlib: the `plot` extra.
     """
     import rasteret_core as rc
 
@@ -814,7 +814,7 @@ def timeseries(
     """Write a PNG time series: an AOI's mean (or a point's value) of a band across the records, by date.
 
     Invalid pixels (nodata, masks) are left out of the means; a record without a
-    valid pixel in the AOI leaves a gap. Needs matplotlib (`pip install "rasteret[plot]"`).
+    valid pixel in the AOI leaves a gap. Needs matplotlib: the `plot` extra.
     """
     import rasteret_core as rc
 
