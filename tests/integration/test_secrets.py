@@ -256,3 +256,19 @@ def test_settings_never_show_or_ship_secrets(guarded, monkeypatch):
     assert not _leaks(str(pickle.dumps(settings)), needles)
     assert shipped.aws_secret_access_key == SECRET_KEY and shipped.aws_session_token is None
     assert shipped.aws_endpoint_url == settings.aws_endpoint_url and shipped.max_concurrency == settings.max_concurrency
+
+
+def test_no_flow_takes_settings_as_a_parameter():
+    """Prefect stores flow parameters as JSON, a dataclass field by field: settings are built inside tasks instead."""
+    import inspect
+
+    from prefect import Flow
+
+    import rasteret_flows
+
+    flows = [obj for name in dir(rasteret_flows) if isinstance(obj := getattr(rasteret_flows, name), Flow)]
+    assert len(flows) >= 4
+    for flow in flows:
+        for parameter in inspect.signature(flow.fn).parameters.values():
+            assert "Settings" not in str(parameter.annotation), (flow.name, parameter.name)
+            assert "secret" not in parameter.name and "token" not in parameter.name, (flow.name, parameter.name)
