@@ -7,7 +7,8 @@ Run::
 It writes the sample archive, serves it from SeaweedFS (S3) and ``rustac serve``
 (STAC API), starts ``prefect server start --host 127.0.0.1``, creates the
 ``rasteret-local`` process pool, registers the local deployments of
-``prefect.yaml`` (``RASTERET_COLLECTION_URI`` = ``s3://rasteret-tables/collection``),
+``prefect.yaml`` (``RASTERET_COLLECTION_URI`` = ``s3://rasteret-tables/collection``)
+(on the server of ``--prefect-api URL`` instead, when one already runs),
 starts a process worker with the S3 credentials in its environment, prints how
 to reach everything, and waits. Ctrl-C stops it all, in reverse order.
 """
@@ -36,11 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--root", type=Path, default=None, help="work folder (default: a temporary one)")
     up.add_argument("--scale", type=int, default=1, help="sample image size multiplier")
     up.add_argument("--ui", action="store_true", help="serve Prefect's web UI too")
+    up.add_argument("--prefect-api", default=None, metavar="URL",
+                    help="deploy to this running Prefect API (say $PREFECT_API_URL) instead of starting a server")
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
         root = (args.root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rasteret-")))).resolve()
         services = start_sample_services(stack, root, scale=args.scale)
-        api_url = stack.enter_context(prefect_server(root / "prefect", ui=args.ui))
+        api_url = args.prefect_api or stack.enter_context(prefect_server(root / "prefect", ui=args.ui))
         print(f"Prefect API:   {api_url}")
         create_process_pool(api_url, LOCAL_POOL)
         deploy(api_url, names=LOCAL_DEPLOYMENTS,

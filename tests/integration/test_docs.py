@@ -8,10 +8,12 @@ virtualenv first on ``PATH`` (``make demo`` or ``make test`` made it) and nothin
 of this session's services in the environment: no ``AWS_*``, ``RASTERET_*`` or
 ``PREFECT_API_URL``. Pages run in the order of ``mkdocs.yml``'s nav, the README
 first: the quickstart makes the sample archive and the collection the later pages
-continue from, and the deployments page starts (and stops) the local stack. The
-README, the quickstart and the deployments page together are the fresh-clone
-walk: a collection, a plotted AOI time series PNG, a deployment run on the local
-stack.
+continue from, and the deployments page starts (and stops) the local stack, on the
+session's Prefect server (``PREFECT_API_URL`` set for that page alone, as for a
+reader who runs one; the page's ``--prefect-api`` then deploys there instead of
+starting a server). The README, the quickstart and the deployments page together
+are the fresh-clone walk: a collection, a plotted AOI time series PNG, a
+deployment run through the local stack's worker.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def _nav_pages() -> list[str]:
 
 
 PAGES = ["README.md", *_nav_pages()]
+DEPLOYMENTS = "docs/deployments.md"  # run by its own test: it needs the session's Prefect server
 # Pages whose examples continue from the quickstart's demo-data/ (every page after it in the nav).
 FIRST_PAGES = {"README.md", "docs/index.md", "docs/quickstart.md"}
 
@@ -116,17 +119,30 @@ def _stop_leftovers(checkout: Path) -> None:
             continue
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_the_examples_of_each_page_run(page, checkout, reader_env):
+def _check_page(page: str, checkout: Path, env: dict[str, str]) -> None:
     if page not in FIRST_PAGES:
-        quickstart = _run_page("docs/quickstart.md", checkout, reader_env)
+        quickstart = _run_page("docs/quickstart.md", checkout, env)
         if quickstart.returncode != 0:
             pytest.fail("the quickstart failed, and this page continues from it")
     try:
-        done = _run_page(page, checkout, reader_env)
+        done = _run_page(page, checkout, env)
     finally:
         _stop_leftovers(checkout)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-4000:]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != DEPLOYMENTS])
+def test_the_examples_of_each_page_run(page, checkout, reader_env):
+    _check_page(page, checkout, reader_env)
+
+
+def test_the_deployments_page_runs_on_the_local_stack(checkout, reader_env, prefect_api):
+    """The stack of the page (S3, STAC API, worker, deployments) on the session's Prefect server.
+
+    A reader whose ``PREFECT_API_URL`` points at a running server gets the same:
+    starting a second server would cost a minute of the suite's time for nothing.
+    """
+    _check_page(DEPLOYMENTS, checkout, {**reader_env, "PREFECT_API_URL": prefect_api})
 
 
 def test_the_quickstart_plots_a_time_series_png(checkout, reader_env):
@@ -151,3 +167,47 @@ def test_the_site_builds_strict(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "quickstart.html").is_file()  # the offline plugin: plain .html pages
+
+
+class _Recorder(dict):
+    """An empty environment that records every variable looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return default
+
+
+def test_the_configuration_page_names_every_variable_the_settings_read():
+    import rasteret_core as rc
+
+    environ = _Recorder()
+    rc.Settings.from_env(environ)
+    assert any(name.startswith("RASTERET_") for name in environ.asked)
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert sorted(name for name in environ.asked if f"`{name}`" not in page) == []
+
+
+def test_the_troubleshooting_page_explains_every_error_class():
+    import rasteret_core as rc
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    names = {c.__name__ for c in subclasses(rc.RasteretError) if c.__module__.startswith("rasteret_core")}
+    page = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    assert sorted(name for name in names if f"**`{name}`**" not in page) == []
+
+
+def test_the_troubleshooting_page_lists_every_exit_code_of_the_cli():
+    from rasteret_flows.cli import EXIT_CODES, EXIT_MISSING_EXTRA, EXIT_PARTIAL, EXIT_USAGE
+
+    page = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    rows = [f"| {code} | `{name}` |" for name, code, _ in EXIT_CODES if name != "RasteretError"]
+    rows += [f"| {EXIT_PARTIAL} | |", f"| {EXIT_USAGE} | usage |", f"| {EXIT_MISSING_EXTRA} | missing extra |"]
+    assert [row for row in rows if row not in page] == []
