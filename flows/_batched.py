@@ -17,11 +17,14 @@ from rasteret_tasks import (
     Kind,
     Mode,
     OutputCommit,
+    append_transaction,
+    claim_stage,
     commit_output,
     discard_folder,
     read_batch,
     split_input,
     stage_folder,
+    sweep_staging,
 )
 
 from ._fanout import fan_out
@@ -100,24 +103,31 @@ def read_in_batches(options: BatchOptions, collection_uri: str, source: str, ban
     started = time.perf_counter()
     pinned = load(collection_uri, version=version).version
     stage = stage_folder(Settings.from_env(), options.operation, flow_run.id or uuid.uuid4())
-    batch_input = split_input(source, options, batch_size=batch_size, stage=stage, geometry_column=geometry_column,
-                              geometry_crs=geometry_crs)
-    ranges = batch_input.split.ranges
-    get_run_logger().info("%s v%d: %d %s batch(es) of at most %d", collection_uri, pinned, len(ranges),
-                          options.noun, batch_size)
-    done = fan_out(
-        read_batch,
-        [{"collection_uri": collection_uri, "version": pinned, "rows": rows, "bands": bands, "options": options,
-          "crs": batch_input.crs, "stage": stage, "geometry_column": geometry_column} for rows in ranges],
-        [f"{options.noun} batch [{rows.start}, {rows.stop})" for rows in ranges],
-        max_in_flight=max_in_flight,
-    )
-    parts: list[BatchResult] = done.results
-    metadata = {"collection": collection_uri, "collection_version": pinned, options.kind: source, "bands": bands,
-                **options.metadata()}
-    committed = commit_output([p.path for p in parts], out_uri, operation=options.operation, mode=mode,
-                              metadata=metadata) if parts else OutputCommit(version=None, rows=0)
-    discard_folder(stage)
+    with claim_stage(stage):  # held for the run: a killed run's folder is left to the next run's sweep
+        sweep_staging()
+        batch_input = split_input(source, options, batch_size=batch_size, stage=stage, geometry_column=geometry_column,
+                                  geometry_crs=geometry_crs)
+        ranges = batch_input.split.ranges
+        get_run_logger().info("%s v%d: %d %s batch(es) of at most %d", collection_uri, pinned, len(ranges),
+                              options.noun, batch_size)
+        done = fan_out(
+            read_batch,
+            [{"collection_uri": collection_uri, "version": pinned, "rows": rows, "bands": bands, "options": options,
+              "crs": batch_input.crs, "stage": stage, "geometry_column": geometry_column} for rows in ranges],
+            [f"{options.noun} batch [{rows.start}, {rows.stop})" for rows in ranges],
+            max_in_flight=max_in_flight,
+        )
+        parts: list[BatchResult] = done.results
+        metadata = {"collection": collection_uri, "collection_version": pinned, options.kind: source, "bands": bands,
+                    **options.metadata()}
+        # an append names its job in the commit: a re-run after a kill that came after the commit appends nothing
+        transaction = append_transaction(
+            options.operation, collection_uri, pinned, source, batch_input.fingerprint, bands, options.metadata(),
+            geometry_column=geometry_column, geometry_crs=geometry_crs) if mode == "append" else None
+        committed = commit_output([p.path for p in parts], out_uri, operation=options.operation, mode=mode,
+                                  metadata=metadata, transaction=transaction) if parts else OutputCommit(version=None,
+                                                                                                         rows=0)
+        discard_folder(stage)
     summary = BatchedReadSummary(
         kind=options.kind, collection=collection_uri, collection_version=pinned, output=out_uri,
         output_version=committed.version, inputs=sum(p.inputs for p in parts), batches=len(ranges),

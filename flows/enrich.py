@@ -11,14 +11,18 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from rasteret_core import Settings, load
 from rasteret_core.engine import HeaderFailure
 from rasteret_tasks import (
+    claim_stage,
     commit_collection,
     discard_folder,
     parse_scene_headers,
     quarantine_scenes,
     quarantine_uri_for,
     select_unenriched,
+    stage_folder,
+    sweep_staging,
 )
 
 from ._fanout import fan_out
@@ -104,33 +108,39 @@ def enrich_collection(
     log = get_run_logger()
     started = time.perf_counter()
     run = str(flow_run.id or uuid.uuid4())
-    selected = select_unenriched(uri, version=version, partition_size=partition_size, refresh=refresh)
-    pinned, bounds = selected.base_version, selected.partitions(partition_size)
-    assert pinned is not None  # select_unenriched loads the collection from Delta: a committed version
-    parsing = time.perf_counter()
-    done = fan_out(
-        parse_scene_headers,
-        [{"records_path": selected.path, "start": s, "stop": e, "stage": selected.stage, "refresh": refresh}
-         for s, e in bounds],
-        [f"partition [{s}, {e})" for s, e in bounds],
-        max_in_flight=max_in_flight,
-    )
-    parsing = time.perf_counter() - parsing
-    parts = done.results
-    failures = tuple(f for p in parts for f in p.failures)
-    parsed = sum(p.parsed for p in parts)
-    committing = time.perf_counter()
-    committed = None
-    if parsed:
-        committed = commit_collection(
-            [p.path for p in parts], uri, changes_path=selected.changes_path, operation="enrich", parsed=parsed,
-            metadata={"pinned_version": pinned, "partitions": len(bounds), "header_failures": len(failures),
-                      "flow_run": run},
+    settings = Settings.from_env()
+    pinned = load(uri, version=version, settings=settings).version
+    assert pinned is not None  # a Delta table: a committed version
+    # the folder is keyed by the pinned version and options: claimed before the sweep, a killed run's
+    # partitions are resumed here; the folders of other killed runs are removed
+    with claim_stage(stage_folder(settings, "enrich", uri, pinned, partition_size, refresh)):
+        sweep_staging()
+        selected = select_unenriched(uri, version=pinned, partition_size=partition_size, refresh=refresh)
+        bounds = selected.partitions(partition_size)
+        parsing = time.perf_counter()
+        done = fan_out(
+            parse_scene_headers,
+            [{"records_path": selected.path, "start": s, "stop": e, "stage": selected.stage, "refresh": refresh}
+             for s, e in bounds],
+            [f"partition [{s}, {e})" for s, e in bounds],
+            max_in_flight=max_in_flight,
         )
-    quarantine = quarantine_uri or quarantine_uri_for(uri)
-    if failures:
-        quarantine_scenes(list(failures), quarantine, collection_uri=uri, version=pinned, run=run)
-    discard_folder(selected.stage)  # only a crash leaves it, for the re-run to resume from
+        parsing = time.perf_counter() - parsing
+        parts = done.results
+        failures = tuple(f for p in parts for f in p.failures)
+        parsed = sum(p.parsed for p in parts)
+        committing = time.perf_counter()
+        committed = None
+        if parsed:
+            committed = commit_collection(
+                [p.path for p in parts], uri, changes_path=selected.changes_path, operation="enrich", parsed=parsed,
+                metadata={"pinned_version": pinned, "partitions": len(bounds), "header_failures": len(failures),
+                          "flow_run": run},
+            )
+        quarantine = quarantine_uri or quarantine_uri_for(uri)
+        if failures:
+            quarantine_scenes(list(failures), quarantine, collection_uri=uri, version=pinned, run=run)
+        discard_folder(selected.stage)  # only a crash leaves it, for the re-run to resume from
     committing = time.perf_counter() - committing
     summary = EnrichSummary(
         collection=uri,

@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 from rasteret_core import CollectionError, Settings
 from rasteret_core.engine import HeaderFailure
 from rasteret_tasks import (
+    claim_stage,
     commit_collection,
     discard_folder,
     parse_scene_headers,
@@ -22,6 +23,7 @@ from rasteret_tasks import (
     search_records,
     select_changed_records,
     stage_folder,
+    sweep_staging,
 )
 
 from ._fanout import fan_out
@@ -121,36 +123,38 @@ def ingest_collection(
     started = time.perf_counter()
     run = str(flow_run.id or uuid.uuid4())
     stage = stage_folder(Settings.from_env(), "ingest", run)
-    try:
-        found = search_records(stac_api, collection, stage=stage, bbox=bbox, datetime=datetime,
-                               intersects=intersects, query=query, bands=bands, max_items=max_items,
-                               href_rewrites=href_rewrites)
-        selected = select_changed_records(found.path, uri, stage=stage)
-        bounds = selected.partitions(partition_size)
-        log.info("%d of %d records new or changed: %d partition(s) of at most %d", selected.selected,
-                 selected.records, len(bounds), partition_size)
-        done = fan_out(parse_scene_headers,
-                       [{"records_path": selected.path, "start": s, "stop": e, "stage": stage} for s, e in bounds],
-                       [f"partition [{s}, {e})" for s, e in bounds], max_in_flight=max_in_flight)
-        parts = done.results
-        failures = tuple(f for p in parts for f in p.failures)
-        quarantine = quarantine_uri or quarantine_uri_for(uri)
-        if failures:
-            quarantine_scenes(list(failures), quarantine, collection_uri=uri, version=selected.base_version, run=run)
-        if not partial and (failures or done.failures):
-            raise CollectionError(
-                f"{uri}: {len(failures)} header(s) and {len(done.failures)} partition(s) failed; nothing committed "
-                f"(failed headers are in {quarantine}); pass partial=True to commit the rest"
-            )
-        parsed = sum(p.parsed for p in parts)
-        committed = commit_collection(
-            [p.path for p in parts], uri, changes_path=selected.changes_path, operation="ingest", parsed=parsed,
-            left_out=list(failures),
-            metadata={**found.metadata, "partitions": len(bounds), "failed_partitions": len(done.failures),
-                      "flow_run": run},
-        ) if parts else None
-    finally:
-        discard_folder(stage)
+    with claim_stage(stage):  # held for the run: a killed run's folder is left to the next run's sweep
+        sweep_staging()
+        try:
+            found = search_records(stac_api, collection, stage=stage, bbox=bbox, datetime=datetime,
+                                   intersects=intersects, query=query, bands=bands, max_items=max_items,
+                                   href_rewrites=href_rewrites)
+            selected = select_changed_records(found.path, uri, stage=stage)
+            bounds = selected.partitions(partition_size)
+            log.info("%d of %d records new or changed: %d partition(s) of at most %d", selected.selected,
+                     selected.records, len(bounds), partition_size)
+            done = fan_out(parse_scene_headers,
+                           [{"records_path": selected.path, "start": s, "stop": e, "stage": stage} for s, e in bounds],
+                           [f"partition [{s}, {e})" for s, e in bounds], max_in_flight=max_in_flight)
+            parts = done.results
+            failures = tuple(f for p in parts for f in p.failures)
+            quarantine = quarantine_uri or quarantine_uri_for(uri)
+            if failures:
+                quarantine_scenes(list(failures), quarantine, collection_uri=uri, version=selected.base_version, run=run)
+            if not partial and (failures or done.failures):
+                raise CollectionError(
+                    f"{uri}: {len(failures)} header(s) and {len(done.failures)} partition(s) failed; nothing committed "
+                    f"(failed headers are in {quarantine}); pass partial=True to commit the rest"
+                )
+            parsed = sum(p.parsed for p in parts)
+            committed = commit_collection(
+                [p.path for p in parts], uri, changes_path=selected.changes_path, operation="ingest", parsed=parsed,
+                left_out=list(failures),
+                metadata={**found.metadata, "partitions": len(bounds), "failed_partitions": len(done.failures),
+                          "flow_run": run},
+            ) if parts else None
+        finally:
+            discard_folder(stage)
     summary = IngestSummary(
         collection=uri,
         version=committed.version if committed else selected.base_version,

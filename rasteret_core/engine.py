@@ -23,7 +23,7 @@ from .read.grid import Stack
 from .read.planner import ChunkRequest, ReadPlan, plan_read
 from .read.points import MATCHES, check_sample_options
 from .read.stats import STATISTICS, check_stats
-from .table.delta import read_table, write_table
+from .table.delta import read_table, transaction_version, write_table
 from .table.enrich import (
     EnrichResult,
     HeaderFailure,
@@ -85,5 +85,6 @@ __all__ = [
     "select_changed",
     "select_for_enrichment",
     "split_table",
+    "transaction_version",
     "write_table",
 ]

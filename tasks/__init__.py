@@ -5,7 +5,7 @@ staged-file paths), retries only on errors that a retry can help, and reads its
 settings at its own edge (so no secret travels as a task parameter).
 """
 
-from ._common import discard_folder, stage_folder
+from ._common import claim_stage, discard_folder, stage_folder, sweep_stages
 from .batches import (
     AoiOptions,
     BatchInput,
@@ -15,6 +15,7 @@ from .batches import (
     Mode,
     OutputCommit,
     PointOptions,
+    append_transaction,
     batch_options,
     commit_output,
     read_batch,
@@ -33,6 +34,7 @@ from .collection import (
     select_changed_records,
     select_unenriched,
 )
+from .staging import sweep_staging
 
 __all__ = [
     "AoiOptions",
@@ -47,7 +49,9 @@ __all__ = [
     "Quarantined",
     "SelectedRecords",
     "StagedRecords",
+    "append_transaction",
     "batch_options",
+    "claim_stage",
     "commit_collection",
     "commit_output",
     "discard_folder",
@@ -60,4 +64,6 @@ __all__ = [
     "select_unenriched",
     "split_input",
     "stage_folder",
+    "sweep_stages",
+    "sweep_staging",
 ]

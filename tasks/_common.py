@@ -1,12 +1,17 @@
-"""What every Rasteret task shares: retry policy, tags, staging."""
+"""What every Rasteret task shares: retry policy, tags, staging (and the leases that let a re-run clean it)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -59,6 +64,84 @@ def stage_folder(settings: Settings, *key: object) -> str:
 def discard_folder(folder: str) -> None:
     """Remove a staging folder and everything in it (no error if it is gone)."""
     shutil.rmtree(folder, ignore_errors=True)
+
+
+_STAGE_NAME = re.compile(r"^[0-9a-f]{20}$")  # the folders stage_folder names, and only those
+_LEASE = ".lease"
+log = logging.getLogger(__name__)
+
+
+def _lock(path: str, *, wait: bool) -> int | None:
+    """An exclusive ``flock`` on the lease file ``path`` (created if missing): its descriptor, or None if held.
+
+    A lease file removed between the open and the lock (by :func:`sweep_stages`) is
+    not the one at ``path`` any more: the lock is taken again on a fresh file.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def claim_stage(folder: str) -> Iterator[str]:
+    """Hold the lease of a staging folder while the block runs (a flow run's life); yield the folder.
+
+    The lease is an exclusive ``flock`` on ``<folder>.lease`` beside the folder, held
+    by the flow's process: the kernel releases it when the process ends in any way,
+    SIGKILL included, so :func:`sweep_stages` can tell an abandoned folder from one a
+    live run is writing into. A second run of the same key (an enrichment of the
+    same pinned version) waits for the first. The folder itself is left for the
+    flow to resume from or discard; the lease file goes when the block ends.
+    """
+    lease = folder + _LEASE
+    os.makedirs(os.path.dirname(lease), exist_ok=True)
+    fd = _lock(lease, wait=True)
+    assert fd is not None  # a blocking lock returns only once held
+    try:
+        yield folder
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lease)
+        os.close(fd)
+
+
+def sweep_stages(settings: Settings) -> list[str]:
+    """Remove the staging folders no live run holds (left by runs that were killed); return them.
+
+    Only folders named as :func:`stage_folder` names them are considered; a folder
+    whose lease a live run holds (:func:`claim_stage`) is kept. Call it after
+    claiming the run's own folder, so a resumable folder of the same key is kept
+    for the run that resumes it.
+    """
+    root = settings.staging_root()
+    names = {n.removesuffix(_LEASE) for n in os.listdir(root)}
+    removed = []
+    for name in sorted(n for n in names if _STAGE_NAME.match(n)):
+        folder, lease = os.path.join(root, name), os.path.join(root, name + _LEASE)
+        fd = _lock(lease, wait=False)
+        if fd is None:  # a live run holds it
+            continue
+        try:
+            if os.path.exists(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+            os.unlink(lease)
+        finally:
+            os.close(fd)
+    if removed:
+        log.info("removed %d abandoned staging folder(s) under %s", len(removed), root)
+    return removed
 
 
 def stage_table(table: pa.Table, folder: str, name: str) -> str:

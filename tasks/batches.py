@@ -9,6 +9,9 @@ kind's options (:class:`AoiOptions`, :class:`PointOptions`).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -24,6 +27,7 @@ from rasteret_core.engine import (
     read_geometry_table,
     read_row_range,
     split_table,
+    transaction_version,
     write_table,
 )
 
@@ -134,10 +138,12 @@ class BatchInput:
     Attributes:
         split: The row ranges (and the copy they read, if the source's row groups were too large).
         crs: The CRS of the input's geometries (or x/y columns), as PROJJSON.
+        fingerprint: The source file's size and modification time (``"<bytes>:<mtime ns>"``).
     """
 
     split: TableSplit
     crs: str
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,10 +173,38 @@ class BatchResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutputCommit:
-    """The output table's new version (None when nothing was committed) and its rows."""
+    """The output table's new version (None when nothing was committed) and its rows.
+
+    ``already`` says an earlier run of the same append job had committed it (nothing written now).
+    """
 
     version: int | None
     rows: int
+    already: bool = False
+
+
+def append_transaction(operation: str, collection_uri: str, version: int | None, source: str, fingerprint: str,
+                       bands: list[str], options: dict[str, Any], *, geometry_column: str,
+                       geometry_crs: str | None) -> tuple[str, int]:
+    """The Delta transaction ``(app_id, 1)`` naming one append job: the same inputs give the same id.
+
+    The job is the operation, the collection version read, the source file (its URI,
+    size and modification time), the bands and the options: a re-run of a job whose
+    commit landed before its run was killed appends nothing (``write_table``'s
+    ``transaction``); a changed source file, or another collection version, is another job.
+    """
+    job = json.dumps([operation, collection_uri, version, source, fingerprint, sorted(bands), options,
+                      geometry_column, geometry_crs], sort_keys=True, default=str)
+    return f"rasteret-{operation}-{hashlib.sha256(job.encode()).hexdigest()[:32]}", 1
+
+
+def _fingerprint(source: str, settings: Settings) -> str:
+    fs, path = settings.arrow_filesystem(source)
+    if fs is None:
+        stat = os.stat(path)
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    info = fs.get_file_info(path)
+    return f"{info.size}:{info.mtime_ns}"
 
 
 @task(name="split-input", tags=IO_TAGS, retry_condition_fn=retry_if_retryable, **RETRY_OPTIONS)
@@ -182,7 +216,8 @@ def split_input(source: str, options: BatchOptions, *, batch_size: int, stage: s
     the source once into a copy in ``stage``); finds the input's CRS and checks the columns
     ``options`` name, so a bad input fails here rather than in every batch.
     """
-    split = split_table(source, batch_size=batch_size, folder=stage, settings=Settings.from_env())
+    settings = Settings.from_env()
+    split = split_table(source, batch_size=batch_size, folder=stage, settings=settings)
     _, crs = read_geometry_table(split.schema.empty_table(), geometry_column=options.geometry_column(geometry_column),
                                  geometry_crs=geometry_crs)
     missing = [c for c in options.columns() if c not in split.schema.names]
@@ -190,7 +225,7 @@ def split_input(source: str, options: BatchOptions, *, batch_size: int, stage: s
         raise SchemaError(f"{source} has no column(s) {missing} (columns: {split.schema.names})")
     get_run_logger().info("%s: %d %ss in %d batch(es) of at most %d%s", source, split.rows, options.noun,
                           len(split.ranges), batch_size, f" (copied to {split.copy})" if split.copy else "")
-    return BatchInput(split=split, crs=crs.to_json())
+    return BatchInput(split=split, crs=crs.to_json(), fingerprint=_fingerprint(source, settings))
 
 
 @task(name="read-batch", task_run_name="read-{options.kind}-{rows.start}-{rows.stop}", tags=IO_TAGS,
@@ -215,14 +250,23 @@ def read_batch(collection_uri: str, version: int, rows: RowRange, bands: list[st
 
 
 @task(name="commit-output", tags=COMMIT_TAGS)
-def commit_output(paths: list[str], out_uri: str, *, operation: str, mode: Mode,
-                  metadata: dict[str, Any]) -> OutputCommit:
+def commit_output(paths: list[str], out_uri: str, *, operation: str, mode: Mode, metadata: dict[str, Any],
+                  transaction: tuple[str, int] | None = None) -> OutputCommit:
     """Write the staged output parts to the Delta table at ``out_uri`` in one commit.
 
     Unsigned pixel types are widened to the signed type that holds them (Delta has no unsigned types).
+    With ``transaction`` (:func:`append_transaction`) the commit is idempotent: when the
+    table already records it, nothing is written (``already``).
     """
     settings = Settings.from_env()
+    if transaction is not None:
+        done = transaction_version(out_uri, transaction[0], settings=settings)
+        if done is not None and done >= transaction[1]:
+            get_run_logger().info("%s: this job's rows were committed by an earlier run (%s); nothing appended",
+                                  out_uri, transaction[0])
+            return OutputCommit(version=None, rows=0, already=True)
     table = widen_unsigned(read_staged(paths))
-    version = write_table(table, out_uri, settings=settings, operation=operation, mode=mode, metadata=metadata)
+    version = write_table(table, out_uri, settings=settings, operation=operation, mode=mode, metadata=metadata,
+                          transaction=transaction)
     get_run_logger().info("%s: version %d, %d rows", out_uri, version, table.num_rows)
     return OutputCommit(version=version, rows=table.num_rows)

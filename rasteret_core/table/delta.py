@@ -49,7 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from rasteret_core.errors import AccessDeniedError, CollectionError, SchemaError
@@ -72,6 +72,7 @@ __all__ = [
     "stored_hashes",
     "table_exists",
     "table_history",
+    "transaction_version",
     "vacuum_table",
     "write_table",
 ]
@@ -105,11 +106,33 @@ def _options(uri: str, settings: Settings) -> dict[str, str] | None:
     return settings.delta_storage_options() if uri.startswith("s3://") else None
 
 
-def _commit(operation: str, metadata: Mapping[str, Any] | None) -> CommitProperties:
+def _commit(operation: str, metadata: Mapping[str, Any] | None,
+            transaction: tuple[str, int] | None = None) -> CommitProperties:
     meta = {"rasteret.operation": operation}
     for key, value in (metadata or {}).items():
         meta[f"rasteret.{key}"] = value if isinstance(value, str) else json.dumps(value, default=str)
-    return CommitProperties(custom_metadata=meta)
+    if transaction is None:
+        return CommitProperties(custom_metadata=meta)
+    return CommitProperties(custom_metadata=meta, app_transactions=[Transaction(*transaction)])
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` after a conflict: exponential, capped, jittered."""
+    return min(5.0, 0.2 * 2.0 ** (attempt - 1)) * (0.5 + _JITTER.random())
+
+
+def transaction_version(uri: str, app_id: str, *, settings: Settings) -> int | None:
+    """The last version the writer ``app_id`` recorded in the table at ``uri`` (Delta ``txn``); None if none.
+
+    None too when there is no table.
+    """
+    if not table_exists(uri, settings):
+        return None
+    with _delta_errors(lambda exc: f"{uri}: cannot read the table's transactions: {exc}"):
+        dt = DeltaTable(uri, storage_options=_options(uri, settings))
+        version = dt.transaction_version(app_id)
+        del dt
+    return version
 
 
 def _is_collection(table: pa.Table) -> bool:
@@ -183,38 +206,74 @@ def write_table(
     operation: str,
     mode: Literal["append", "overwrite", "error"] = "append",
     metadata: Mapping[str, Any] | None = None,
+    transaction: tuple[str, int] | None = None,
 ) -> int:
     """Append to (or overwrite, or create) the Delta table at ``uri`` in one commit; return the new version.
 
     A collection table (one with the core columns) is clustered and gets its
     record digests; a new one gets :data:`COLLECTION_CONFIGURATION`.
+
+    Appends of concurrent writers both land (delta-rs rebases a blind append on the
+    newer version itself); any other conflict (an overwrite racing a writer) is
+    retried on the new version, up to eight attempts with jittered backoff.
+
+    ``transaction`` (``(app_id, version)``) makes the write idempotent: the commit
+    records it (a Delta ``txn`` action), and a write whose ``app_id`` the table
+    already records at ``version`` or later writes nothing and returns the current
+    version. A job re-run after a crash that came after its commit so appends nothing
+    twice; two runs of it at once commit once (the loser's conflict is retried, and
+    then finds the winner's transaction).
+
+    Raises:
+        CollectionError: the table cannot be written (or conflicts persisted).
     """
     collection = _is_collection(table)
     data = _prepare(table)
     schema_mode: Literal["merge", "overwrite"] | None = (
         "merge" if mode == "append" else "overwrite" if mode == "overwrite" else None
     )
-    with _delta_errors(
-        lambda exc: f"{uri}: cannot write the Delta table: {exc}",
-        before=((CommitFailedError,
-                 lambda exc: f"{uri}: commit failed ({exc}); another writer may have committed first, retry"),),
-    ):
-        write_deltalake(
-            uri,
-            data,
-            mode=mode,
-            schema_mode=schema_mode,
-            storage_options=_options(uri, settings),
-            partition_by=[MONTH] if collection else None,
-            configuration=COLLECTION_CONFIGURATION if collection else None,
-            target_file_size=TARGET_FILE_SIZE if collection else None,
-            # None (the default) is what write_deltalake takes for "none"; its overloads leave it out
-            writer_properties=_WRITER if collection else cast("WriterProperties", None),
-            commit_properties=_commit(operation, metadata),
-        )
-        version = DeltaTable(uri, storage_options=_options(uri, settings)).version()
-    log.info("%s: committed version %d (%s, %d rows)", uri, version, operation, table.num_rows)
-    return version
+    options = _options(uri, settings)
+    for attempt in range(1, _MERGE_ATTEMPTS + 1):
+        if transaction is not None:
+            done = transaction_version(uri, transaction[0], settings=settings)
+            if done is not None and done >= transaction[1]:
+                version = DeltaTable(uri, storage_options=options).version()
+                log.info("%s: %s already committed by writer %s (version %d); nothing written", uri, operation,
+                         transaction[0], version)
+                return version
+        conflict: CommitFailedError | None = None
+        with _delta_errors(lambda exc: f"{uri}: cannot write the Delta table: {exc}"):
+            try:
+                write_deltalake(
+                    uri,
+                    data,
+                    mode=mode,
+                    schema_mode=schema_mode,
+                    storage_options=options,
+                    partition_by=[MONTH] if collection else None,
+                    configuration=COLLECTION_CONFIGURATION if collection else None,
+                    target_file_size=TARGET_FILE_SIZE if collection else None,
+                    # None (the default) is what write_deltalake takes for "none"; its overloads leave it out
+                    writer_properties=_WRITER if collection else cast("WriterProperties", None),
+                    commit_properties=_commit(operation, metadata, transaction),
+                )
+            except CommitFailedError as exc:  # another writer committed first, in a way that conflicts
+                conflict = exc
+            else:
+                version = DeltaTable(uri, storage_options=options).version()
+        if conflict is not None:
+            if attempt == _MERGE_ATTEMPTS:
+                raise CollectionError(
+                    f"{uri}: commit kept conflicting with concurrent writers ({_MERGE_ATTEMPTS} attempts, last: "
+                    f"{conflict}); retry later"
+                ) from conflict
+            delay = _backoff(attempt)
+            log.info("%s: concurrent commit (%s); writing again in %.1f s (attempt %d)", uri, conflict, delay, attempt)
+            time.sleep(delay)
+            continue
+        log.info("%s: committed version %d (%s, %d rows)", uri, version, operation, table.num_rows)
+        return version
+    raise AssertionError("unreachable")
 
 
 @contextmanager
@@ -313,7 +372,7 @@ def merge_table(
                     f"{uri}: merge kept conflicting with concurrent writers ({_MERGE_ATTEMPTS} attempts, last: {exc}); "
                     "retry later"
                 ) from exc
-            delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + _JITTER.random())
+            delay = _backoff(attempt)
             log.info("%s: concurrent commit (%s); merging again in %.1f s (attempt %d)", uri, exc, delay, attempt)
             time.sleep(delay)
             continue
