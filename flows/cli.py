@@ -598,7 +598,7 @@ def export(uri: _CollectionUri,
            path: Annotated[str, typer.Argument(help="GeoParquet file to write: local path or s3://")],
            version: Annotated[int | None, typer.Option(help="Version to export")] = None,
            json_: _Json = False) -> None:
-    """Export a collection version to GeoParquet (``Collection.export``: stac-geoparquet, no internal columns)."""
+    """Export a collection version to GeoParquet (stac-geoparquet conventions, no internal columns)."""
     import rasteret_core as rc
 
     _set_json(json_)

@@ -111,6 +111,22 @@ def test_missing_credentials_say_so(local_collection, aoi, tmp_path, monkeypatch
     assert "credentials" in done.stderr and "AWS_ACCESS_KEY_ID" in done.stderr and "Traceback" not in done.output
 
 
+def test_the_installed_command_exits_with_the_code(s3, s3_collection, aoi, tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env.update(HOME=str(tmp_path), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true")
+    command = Path(sys.executable).with_name("rasteret")
+    done = subprocess.run([command, "info", s3_collection.uri, "--json"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 12, done.stderr
+    assert json.loads(done.stdout)["error"]["type"] == "AccessDeniedError"
+    assert "no AWS credentials" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_missing_collection_and_a_usage_error(tmp_path, aoi):
     done = _run("info", tmp_path / "nothing-here")
     assert done.exit_code == _code("CollectionError") and "no collection" in done.stderr
