@@ -35,6 +35,8 @@ code  error                  meaning
 18    StaleAssetError        source COGs changed since their headers were parsed
 19    missing extra          an optional dependency is missing (the message names the extra)
 20    ReadTooLargeError      the read would exceed ``RASTERET_MAX_READ_BYTES`` (nothing fetched)
+21    Prefect unavailable    a flow command could not reach the Prefect API (``PREFECT_API_URL``, or
+                             the temporary server Prefect starts did not come up in time)
 ====  =====================  ==================================================================
 """
 
@@ -98,6 +100,10 @@ EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 EXIT_CREDENTIALS = 12
 EXIT_MISSING_EXTRA = 19
+EXIT_PREFECT = 21
+_PREFECT_DOWN = ("ephemeral Prefect API server", "Failed to reach API at")  # Prefect's RuntimeError messages
+_PREFECT_HINT = ("start a server (`prefect server start`) and set PREFECT_API_URL, or give Prefect's temporary "
+                 "server more time: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120")
 
 _EPILOG = (
     "Exit codes: 0 ok; 1 some units failed (see the summary); 2 usage; 3 ConfigError; 4 PlanningError; "
@@ -105,7 +111,7 @@ _EPILOG = (
     "8 GridMismatchError; 9 StatisticError; 10 FetchError; 11 ObjectNotFoundError; "
     "12 AccessDeniedError (credentials missing or refused); 13 TiffFormatError; 14 DecodeError; "
     "15 CollectionError; 16 SchemaError; 17 SourceError; 18 StaleAssetError; 19 missing optional extra; "
-    "20 ReadTooLargeError. "
+    "20 ReadTooLargeError; 21 Prefect API unreachable. "
     "Add --debug before the command for a traceback."
 )
 
@@ -130,6 +136,8 @@ def exit_code_for(exc: BaseException) -> tuple[int, str]:
         return EXIT_CREDENTIALS, next(hint for name, _, hint in EXIT_CODES if name == "AccessDeniedError")
     if isinstance(exc, ImportError):
         return EXIT_MISSING_EXTRA, "install the extra named above"
+    if _prefect_down(exc):
+        return EXIT_PREFECT, _PREFECT_HINT
     for name, code, hint in EXIT_CODES:
         if name in names:
             return code, hint
@@ -139,9 +147,14 @@ def exit_code_for(exc: BaseException) -> tuple[int, str]:
 def _is_reported(exc: BaseException) -> bool:
     """Errors the command line reports as a message: Rasteret's own, missing extras, missing credentials."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if "RasteretError" in names or type(exc).__name__ == "NoCredentialsError":
+    if "RasteretError" in names or type(exc).__name__ == "NoCredentialsError" or _prefect_down(exc):
         return True
     return isinstance(exc, ImportError) and 'pip install "rasteret[' in str(exc)
+
+
+def _prefect_down(exc: BaseException) -> bool:
+    """Whether ``exc`` is Prefect saying its API is unreachable (a RuntimeError, by its message)."""
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _PREFECT_DOWN)
 
 
 def report_error(exc: BaseException) -> int:
@@ -150,7 +163,7 @@ def report_error(exc: BaseException) -> int:
     message = _ANSI.sub("", str(exc)).strip() or type(exc).__name__
     if type(exc).__name__ == "NoCredentialsError":
         message = "no AWS credentials found for s3:// (none in AWS_* variables, AWS_PROFILE or ~/.aws)"
-    kind = type(exc).__name__
+    kind = "PrefectUnavailable" if _prefect_down(exc) else type(exc).__name__
     if _run.debug:
         err_console.print("".join(traceback.format_exception(exc)), markup=False, highlight=False)
     err_console.print(f"[red]error ({kind}):[/red] {escape(message)}", highlight=False)

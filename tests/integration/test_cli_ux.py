@@ -133,6 +133,15 @@ def test_a_missing_collection_and_a_usage_error(tmp_path, aoi):
     assert _run("explain", tmp_path, "--aois", aoi).exit_code == 2  # --bands is missing: the parser's code
 
 
+def test_prefect_out_of_reach_is_one_message_too():
+    from rasteret_flows.cli import EXIT_PREFECT, _is_reported, exit_code_for
+
+    for message in ("Timed out while attempting to connect to ephemeral Prefect API server.",
+                    "Cannot create flow run. Failed to reach API at http://127.0.0.1:9/api/."):
+        assert _is_reported(RuntimeError(message)) and exit_code_for(RuntimeError(message))[0] == EXIT_PREFECT == 21
+    assert not _is_reported(RuntimeError("a bug"))  # other errors keep their traceback
+
+
 def test_the_exit_codes_are_documented_in_help_and_module():
     from rasteret_flows import cli
 
