@@ -16,6 +16,7 @@ import re
 import time
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import rasterio
 import rasterio.mask
@@ -182,3 +183,40 @@ def test_a_slow_stac_api_within_the_timeout_still_answers(stac_api, s3_items):
         col = rc.build_from_stac(stac_api=proxy.url, collection="sentinel-2-l2a", uri=None, enrich=False,
                                  settings=rc.Settings.from_env(request_timeout=TIMEOUT))
     assert len(col) == len(s3_items)
+
+
+def test_http_hrefs_survive_every_fault_kind_in_turn(s3, s3_items, local_path_of):
+    """Pre-signed http(s) hrefs (the HTTP store, not S3's) through the proxy: five faults of five kinds, then pixels."""
+    import boto3
+    from botocore.config import Config
+
+    item = min(s3_items, key=lambda i: i["id"])
+    key = item["assets"]["red"]["href"].removeprefix("s3://rasteret-sample/")
+    kinds = [{"kind": "error", "status": 500, "code": "InternalError"}, {"kind": "truncate"}, {"kind": "malformed"},
+             {"kind": "drop"}, {"kind": "stall", "stall": 3.0}]
+    faults = [Fault(method="GET", path=re.escape(key), times=n, **fields) for n, fields in enumerate(kinds, 1)]
+    with fault_proxy(s3.endpoint_url, faults) as proxy:
+        signer = boto3.client("s3", endpoint_url=proxy.url, aws_access_key_id=s3.access_key,
+                              aws_secret_access_key=s3.secret_key, region_name=s3.region,
+                              config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+        href = signer.generate_presigned_url("get_object", Params={"Bucket": "rasteret-sample", "Key": key})
+        signer.close()
+        records = pa.table({"id": [item["id"]], "datetime": [item["properties"]["datetime"]],
+                            "geometry": [shapely.to_wkb(shapely.geometry.shape(item["geometry"]))],
+                            "red_href": [href]})
+        settings = _settings(proxy.url, request_retries=7, max_concurrency=1)
+        start = time.monotonic()
+        col = rc.build_from_table(records, settings=settings)
+        row = col.to_arrow().to_pylist()[0]
+        a, _, c, _, e, f = row["assets"]["red"]["header"]["transform"]
+        aoi = shapely.box(c + 400.5 * a, f + 1100.6 * e, c + 700.2 * a, f + 450.1 * e)
+        with rasterio.open(local_path_of(item["assets"]["red"]["href"])) as src:
+            crs = src.crs.to_string()
+        got = col.get_numpy(aoi, ["red"], geometry_crs=crs)
+        elapsed = time.monotonic() - start
+        by_kind = proxy.counters()["by_kind"]
+    assert by_kind == {"error": 1, "truncate": 1, "malformed": 1, "drop": 1, "stall": 1, "replace": 0}
+    with rasterio.open(local_path_of(item["assets"]["red"]["href"])) as src:
+        want, _ = rasterio.mask.mask(src, [aoi], crop=True, filled=True, nodata=src.nodata or 0)
+    np.testing.assert_array_equal(got[0, 0], want[0])
+    assert elapsed < 30, f"{elapsed:.1f}s"
