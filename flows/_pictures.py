@@ -23,10 +23,10 @@ __all__ = ["aoi_means", "crs_name", "point_values", "write_quicklook", "write_ti
 
 def write_quicklook(col: rc.Collection, area: shapely.Geometry, crs: Any, bands: list[str], out: str | Path, *,
                     record: str | None = None, overview: int | None = None,
-                    outlines: Sequence[shapely.Geometry] | None = None) -> dict[str, Any]:
+                    outlines: Sequence[shapely.Geometry] | None = None, labels: Sequence[str] = ()) -> dict[str, Any]:
     """Draw one record's ``bands`` within ``area`` (CRS ``crs``) to the PNG ``out``; return what was drawn.
 
-    ``outlines`` (CRS ``crs``; default the area itself) are drawn over the pixels.
+    ``outlines`` (CRS ``crs``; default the area itself) are drawn over the pixels, named by ``labels``.
 
     The record is ``record`` (an id), else the latest record meeting the area that has
     a valid pixel in it (newest first; the last one tried when none has).
@@ -57,7 +57,7 @@ def write_quicklook(col: rc.Collection, area: shapely.Geometry, crs: Any, bands:
     title = f"{result.record_ids[0]}  {when:%Y-%m-%d %H:%M} UTC" if when else result.record_ids[0]
     written = quicklook_png(out, data, bands=bands, transform=result.transform or (1, 0, 0, 0, -1, 0),
                             crs=result.crs, title=title,
-                            outlines=[to_crs(g, crs, result.crs) for g in (outlines or [area])])
+                            outlines=[to_crs(g, crs, result.crs) for g in (outlines or [area])], labels=labels)
     return {"png": str(written), "record": result.record_ids[0], "datetime": when, "bands": bands,
             "crs": crs_name(result.crs), "width": int(data.shape[2]), "height": int(data.shape[1]),
             "valid_pixels": int(np.ma.count(data[0])), "requests": result.stats.requests,

@@ -73,13 +73,14 @@ def _axis_labels(crs: str | None) -> tuple[str, str, str]:
 
 def quicklook_png(path: str | Path, data: np.ma.MaskedArray, *, bands: Sequence[str],
                   transform: Sequence[float], crs: str | None, title: str,
-                  outlines: Sequence[shapely.Geometry] = ()) -> Path:
+                  outlines: Sequence[shapely.Geometry] = (), labels: Sequence[str] = ()) -> Path:
     """Write a PNG of one record's pixels ``[band, y, x]`` (masked where invalid or outside the AOI).
 
     Three bands are drawn as true colour (red, green, blue in that order), each stretched
     between its 2nd and 98th percentile; one band with a colour bar of its values (2-98 %
     range). Axes are in ``crs`` units (``transform``: rasterio-ordered affine of pixel
-    (0, 0), north-up); ``outlines`` (in the same CRS) are drawn over the pixels.
+    (0, 0), north-up); ``outlines`` (in the same CRS) are drawn over the pixels, each
+    named by its entry of ``labels`` (if given).
     """
     plt = require_matplotlib()
     if data.ndim != 3 or data.shape[0] not in (1, 3):
@@ -103,10 +104,15 @@ def quicklook_png(path: str | Path, data: np.ma.MaskedArray, *, bands: Sequence[
         shown = ax.imshow(band, extent=extent, interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax)
         fig.colorbar(shown, ax=ax, label=f"{bands[0]} (2-98 % range)", shrink=0.85)
         subtitle = f"band {bands[0]}"
-    for outline in outlines:
+    for i, outline in enumerate(outlines):
         for ring in _rings(outline):
             xs, ys = ring.xy
             ax.plot(xs, ys, color="#ff2d7a", linewidth=1.2)
+        if i < len(labels):
+            _, _, right, top = shapely.bounds(outline).tolist()
+            ax.annotate(labels[i], (right, top), xytext=(3, 3), textcoords="offset points", fontsize=8,
+                        color="#ff2d7a", bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.75,
+                                               "linewidth": 0})
     ax.set_xlabel(f"{xlabel} - {crs_name}")
     ax.set_ylabel(ylabel)
     ax.ticklabel_format(style="plain", useOffset=False)

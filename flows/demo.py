@@ -118,10 +118,11 @@ def write_demo_pictures(col: rc.Collection, workdir: Path) -> dict[str, dict]:
 
     fields = [a[2] for a in DEMO_AOIS[:3]]
     around = shapely.box(*shapely.union_all(fields).buffer(0.01).bounds)
+    names = [f"{a[0]} ({a[1]})" for a in DEMO_AOIS]
     quicklook = write_quicklook(col, around, "OGC:CRS84", ["red", "green", "blue"], workdir / "quicklook.png",
-                                outlines=fields)
+                                outlines=fields, labels=names[:3])
     aois = pa.table({"field_id": [a[0] for a in DEMO_AOIS], "geometry": [shapely.to_wkb(a[2]) for a in DEMO_AOIS]})
-    series = aoi_means(col, aois, "OGC:CRS84", ["nir"], [a[0] for a in DEMO_AOIS])
+    series = aoi_means(col, aois, "OGC:CRS84", ["nir"], names)
     timeseries = write_timeseries(series, workdir / "timeseries.png", where="nir: mean of each demo field",
                                   source=f"{col.uri} v{col.version}", ylabel="mean of valid pixels (nir)")
     return {"quicklook": quicklook, "timeseries": timeseries}

@@ -269,7 +269,8 @@ def test_demo_pictures(s3_collection, tmp_path):
 
     drawn = write_demo_pictures(s3_collection, tmp_path)
     assert drawn["quicklook"]["bands"] == ["red", "green", "blue"] and drawn["quicklook"]["valid_pixels"] > 0
-    assert {s["label"] for s in drawn["timeseries"]["series"]} == {"field-001", "field-002", "field-003", "field-004"}
+    assert {s["label"] for s in drawn["timeseries"]["series"]} == {
+        "field-001 (wheat)", "field-002 (maize)", "field-003 (rice)", "field-004 (vineyard)"}
     assert _png_size(tmp_path / "quicklook.png")[0] > 600 and _png_size(tmp_path / "timeseries.png")[0] > 800
 
 
