@@ -183,7 +183,8 @@ class Settings:
 
 def _unpickle(public: dict[str, Any], had: tuple[str, ...]) -> Settings:
     """A pickled :class:`Settings` back, with the credentials it had taken from this process's environment."""
-    return Settings(**public, **{name: os.environ.get(_SECRET_ENV[name]) for name in had})
+    credentials: dict[str, Any] = {name: os.environ.get(_SECRET_ENV[name]) for name in had}
+    return Settings(**public, **credentials)
 
 
 def _parse_bool(raw: str) -> bool:
