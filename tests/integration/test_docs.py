@@ -106,6 +106,10 @@ def _run_page(page: str, checkout: Path, env: dict[str, str]) -> subprocess.Comp
         _RAN[page] = subprocess.run([sys.executable, str(RUNNER), str(checkout / page)], cwd=checkout, env=env,
                                     capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL,
                                     check=False)
+        # each block's output and seconds, kept beside the copy for a look after the session
+        log = checkout / "docs-runs" / (Path(page).stem + ".log")
+        log.parent.mkdir(exist_ok=True)
+        log.write_text(_RAN[page].stdout + _RAN[page].stderr, encoding="utf-8")
     return _RAN[page]
 
 
