@@ -88,9 +88,9 @@ EXIT_CODES: tuple[tuple[str, int, str], ...] = (
                               "AWS_NO_SIGN_REQUEST=YES for public buckets")),
     ("ObjectNotFoundError", 11, "check the href or URI; the object may have moved (re-ingest)"),
     ("FetchError", 10, "check the network and the endpoint (AWS_ENDPOINT_URL), then try again"),
-    ("DecodeError", 14, "check the file with gdalinfo -checksum, then `rasteret enrich URI --refresh`"),
+    ("DecodeError", 14, "check the file with gdalinfo -checksum, then `rasteret enrich URI --stale`"),
     ("TiffFormatError", 13, "check the file with gdalinfo; Rasteret reads tiled or striped GeoTIFFs/COGs"),
-    ("StaleAssetError", 18, "re-parse the changed headers: `rasteret enrich URI --refresh`"),
+    ("StaleAssetError", 18, "re-parse the changed headers: `rasteret enrich URI --stale`"),
     ("SchemaError", 16, "check the table's columns (--geometry-column)"),
     ("SourceError", 17, "check the STAC API or record table named above"),
     ("CollectionError", 15, "check the URI (and credentials for s3://); build or ingest a collection first"),
@@ -445,6 +445,7 @@ def ingest(
 def enrich(
     uri: _CollectionUri,
     refresh: Annotated[bool, typer.Option(help="Re-parse every header, not only missing ones")] = False,
+    stale: Annotated[bool, typer.Option(help="Also re-parse the headers of objects changed since (one HEAD each)")] = False,
     partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
     max_in_flight: Annotated[int, typer.Option(help="Partitions parsed at once")] = 4,
     quarantine: Annotated[str | None, typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
@@ -462,7 +463,7 @@ def enrich(
     with _progress(f"enriching {uri}"):
         result = with_runner(enrich_collection, runner)(uri, partition_size=partition_size,
                                                          max_in_flight=max_in_flight, quarantine_uri=quarantine,
-                                                         refresh=refresh)
+                                                         refresh=True if refresh else "stale" if stale else False)
     _summary("enriched", result)
     if result.failures or result.partition_failures:
         _say(f"[yellow]{len(result.failures)} header(s) quarantined in {result.quarantine}, "

@@ -5,43 +5,37 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from rasteret_core import Settings, load
-from rasteret_core.engine import HeaderFailure
 from rasteret_tasks import (
     claim_stage,
     commit_collection,
     discard_folder,
-    parse_scene_headers,
-    quarantine_scenes,
     quarantine_uri_for,
     select_unenriched,
     stage_folder,
     sweep_staging,
 )
 
-from ._fanout import fan_out
-from ._report import publish_summary, report_rows
+from ._headers import parse_in_partitions
+from ._report import HeaderRunSummary, publish_summary
 
 __all__ = ["EnrichSummary", "enrich_collection", "quarantine_uri_for"]
 
-_LIST = {"report": False}
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EnrichSummary:
+class EnrichSummary(HeaderRunSummary):
     """What an enrichment run did.
 
     Attributes:
         collection: The collection's URI.
         pinned_version: The version whose rows were read.
         version: The version after the run (the pinned one when nothing was committed).
-        records_lacking_headers: Rows of the pinned version lacking a header (all with ``refresh``).
+        records_lacking_headers: Rows of the pinned version selected to parse (see ``refresh``).
         partitions: Header-parsing partitions.
         partitions_resumed: Partitions an earlier (killed) run had staged.
         partitions_retried: Partitions that needed a retry.
@@ -49,14 +43,11 @@ class EnrichSummary:
         headers_parsed: Headers parsed.
         rows_updated: Rows replaced by the commit.
         quarantined_scenes: Records with an asset whose header failed.
-        quarantine: The quarantine table written to, or None.
-        requests: Requests made by this run (resumed partitions not counted).
-        bytes_read: Bytes read by this run.
         seconds_parsing: Wall time of the parsing fan-out.
         seconds_committing: Wall time of the commit and quarantine.
-        seconds: Wall time of the run.
-        failures: The assets whose header failed (kept with a null header, quarantined).
-        partition_failures: The partitions that failed (``unit``, ``error``).
+
+    and the fields of :class:`HeaderRunSummary` (requests and bytes of this run, resumed
+    partitions not counted; failed assets keep a null header and are quarantined).
     """
 
     collection: str
@@ -70,18 +61,8 @@ class EnrichSummary:
     headers_parsed: int
     rows_updated: int
     quarantined_scenes: int
-    quarantine: str | None
-    requests: int
-    bytes_read: int
     seconds_parsing: float
     seconds_committing: float
-    seconds: float
-    failures: tuple[HeaderFailure, ...] = field(default=(), metadata=_LIST)
-    partition_failures: tuple[dict[str, str], ...] = field(default=(), metadata=_LIST)
-
-    def report(self) -> dict[str, Any]:
-        """The summary as labelled values (failures aside), for the run's artifact and the command line."""
-        return report_rows(self)
 
 
 @flow(name="enrich-collection")
@@ -91,14 +72,16 @@ def enrich_collection(
     partition_size: int = 16,
     max_in_flight: int = 4,
     quarantine_uri: str | None = None,
-    refresh: bool = False,
+    refresh: bool | Literal["stale"] = False,
 ) -> EnrichSummary:
     """Parse the COG headers the collection at ``uri`` lacks; commit them in one new version.
 
-    The version is pinned at the start; its rows lacking headers (every row with
-    ``refresh``) are split into partitions of ``partition_size`` scenes, parsed
-    with at most ``max_in_flight`` partitions at once, and staged under a folder
-    keyed by the URI and version, so a re-run after a crash skips the partitions
+    The version is pinned at the start; its rows lacking headers (with ``refresh="stale"``
+    also those whose object changed since, one HEAD per object; every row with
+    ``refresh=True``: the selection of the library's ``Collection.enrich``) are split
+    into partitions of ``partition_size`` scenes, parsed with at most ``max_in_flight``
+    partitions at once, and staged under a folder keyed by the URI and version, so a
+    re-run after a crash skips the partitions
     already staged. Partitions retry retryable errors with exponential backoff and
     jitter. Assets that still fail keep a null header in the collection, are
     appended with their error to the quarantine table (``<uri>_quarantine`` by
@@ -116,30 +99,20 @@ def enrich_collection(
     with claim_stage(stage_folder(settings, "enrich", uri, pinned, partition_size, refresh)):
         sweep_staging()
         selected = select_unenriched(uri, version=pinned, partition_size=partition_size, refresh=refresh)
-        bounds = selected.partitions(partition_size)
         parsing = time.perf_counter()
-        done = fan_out(
-            parse_scene_headers,
-            [{"records_path": selected.path, "start": s, "stop": e, "stage": selected.stage, "refresh": refresh}
-             for s, e in bounds],
-            [f"partition [{s}, {e})" for s, e in bounds],
-            max_in_flight=max_in_flight,
-        )
+        headers = parse_in_partitions(selected, collection_uri=uri, version=pinned, run=run,
+                                      partition_size=partition_size, max_in_flight=max_in_flight, refresh=refresh,
+                                      quarantine_uri=quarantine_uri)
+        done, parts, failures, parsed = headers.done, headers.parts, headers.failures, headers.parsed
         parsing = time.perf_counter() - parsing
-        parts = done.results
-        failures = tuple(f for p in parts for f in p.failures)
-        parsed = sum(p.parsed for p in parts)
         committing = time.perf_counter()
         committed = None
         if parsed:
             committed = commit_collection(
                 [p.path for p in parts], uri, changes_path=selected.changes_path, operation="enrich", parsed=parsed,
-                metadata={"pinned_version": pinned, "partitions": len(bounds), "header_failures": len(failures),
-                          "flow_run": run},
+                metadata={"pinned_version": pinned, "partitions": len(headers.partitions),
+                          "header_failures": len(failures), "flow_run": run},
             )
-        quarantine = quarantine_uri or quarantine_uri_for(uri)
-        if failures:
-            quarantine_scenes(list(failures), quarantine, collection_uri=uri, version=pinned, run=run)
         discard_folder(selected.stage)  # only a crash leaves it, for the re-run to resume from
     committing = time.perf_counter() - committing
     summary = EnrichSummary(
@@ -147,14 +120,14 @@ def enrich_collection(
         pinned_version=pinned,
         version=committed.version if committed else pinned,
         records_lacking_headers=selected.selected,
-        partitions=len(bounds),
+        partitions=len(headers.partitions),
         partitions_resumed=sum(1 for p in parts if p.resumed),
         partitions_retried=sum(1 for p in parts if p.attempts > 1 and not p.resumed),
         failed_partitions=len(done.failures),
         headers_parsed=parsed,
         rows_updated=committed.updated if committed else 0,
         quarantined_scenes=len({f.record_id for f in failures}),
-        quarantine=quarantine if failures else None,
+        quarantine=headers.quarantine,
         requests=sum(p.requests for p in parts if not p.resumed),
         bytes_read=sum(p.bytes_read for p in parts if not p.resumed),
         seconds_parsing=round(parsing, 2),

@@ -5,35 +5,29 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from rasteret_core import CollectionError, Settings
-from rasteret_core.engine import HeaderFailure
 from rasteret_tasks import (
     claim_stage,
     commit_collection,
     discard_folder,
-    parse_scene_headers,
-    quarantine_scenes,
-    quarantine_uri_for,
     search_records,
     select_changed_records,
     stage_folder,
     sweep_staging,
 )
 
-from ._fanout import fan_out
-from ._report import publish_summary, report_rows
-
-_LIST = {"report": False}
+from ._headers import parse_in_partitions
+from ._report import HeaderRunSummary, publish_summary
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class IngestSummary:
+class IngestSummary(HeaderRunSummary):
     """What an ingestion run did.
 
     Attributes:
@@ -51,12 +45,9 @@ class IngestSummary:
         headers_parsed: Headers parsed.
         header_failures: Assets whose header failed (quarantined).
         records_skipped: Records left out of the commit because a header failed.
-        quarantine: The quarantine table written to, or None.
-        requests: Requests made to parse headers.
-        bytes_read: Bytes read to parse headers.
-        seconds: Wall time of the run.
-        failures: The assets whose header failed.
-        partition_failures: The partitions that failed (``unit``, ``error``).
+
+    and the fields of :class:`HeaderRunSummary` (quarantine, requests and bytes of the
+    header parsing, wall time, failures).
     """
 
     collection: str
@@ -72,16 +63,6 @@ class IngestSummary:
     headers_parsed: int
     header_failures: int
     records_skipped: int
-    quarantine: str | None
-    requests: int
-    bytes_read: int
-    seconds: float
-    failures: tuple[HeaderFailure, ...] = field(default=(), metadata=_LIST)
-    partition_failures: tuple[dict[str, str], ...] = field(default=(), metadata=_LIST)
-
-    def report(self) -> dict[str, Any]:
-        """The summary as labelled values (failures aside), for the run's artifact and the command line."""
-        return report_rows(self)
 
 
 @flow(name="ingest-collection")
@@ -130,28 +111,23 @@ def ingest_collection(
                                    intersects=intersects, query=query, bands=bands, max_items=max_items,
                                    href_rewrites=href_rewrites)
             selected = select_changed_records(found.path, uri, stage=stage)
-            bounds = selected.partitions(partition_size)
-            log.info("%d of %d records new or changed: %d partition(s) of at most %d", selected.selected,
-                     selected.records, len(bounds), partition_size)
-            done = fan_out(parse_scene_headers,
-                           [{"records_path": selected.path, "start": s, "stop": e, "stage": stage} for s, e in bounds],
-                           [f"partition [{s}, {e})" for s, e in bounds], max_in_flight=max_in_flight)
-            parts = done.results
-            failures = tuple(f for p in parts for f in p.failures)
-            quarantine = quarantine_uri or quarantine_uri_for(uri)
-            if failures:
-                quarantine_scenes(list(failures), quarantine, collection_uri=uri, version=selected.base_version, run=run)
+            log.info("%d of %d records new or changed: partitions of at most %d", selected.selected,
+                     selected.records, partition_size)
+            headers = parse_in_partitions(selected, collection_uri=uri, version=selected.base_version, run=run,
+                                          partition_size=partition_size, max_in_flight=max_in_flight,
+                                          quarantine_uri=quarantine_uri)
+            done, parts, failures = headers.done, headers.parts, headers.failures
             if not partial and (failures or done.failures):
                 raise CollectionError(
-                    f"{uri}: {len(failures)} header(s) and {len(done.failures)} partition(s) failed; nothing committed "
-                    f"(failed headers are in {quarantine}); pass partial=True to commit the rest"
+                    f"{uri}: {len(failures)} header(s) and {len(done.failures)} partition(s) failed; nothing committed"
+                    + (f" (failed headers are in {headers.quarantine})" if failures else "")
+                    + "; pass partial=True to commit the rest"
                 )
-            parsed = sum(p.parsed for p in parts)
             committed = commit_collection(
-                [p.path for p in parts], uri, changes_path=selected.changes_path, operation="ingest", parsed=parsed,
-                left_out=list(failures),
-                metadata={**found.metadata, "partitions": len(bounds), "failed_partitions": len(done.failures),
-                          "flow_run": run},
+                [p.path for p in parts], uri, changes_path=selected.changes_path, operation="ingest",
+                parsed=headers.parsed, left_out=list(failures),
+                metadata={**found.metadata, "partitions": len(headers.partitions),
+                          "failed_partitions": len(done.failures), "flow_run": run},
             ) if parts else None
         finally:
             discard_folder(stage)
@@ -164,12 +140,12 @@ def ingest_collection(
         changed=selected.selected,
         inserted=committed.inserted if committed else 0,
         updated=committed.updated if committed else 0,
-        partitions=len(bounds),
+        partitions=len(headers.partitions),
         failed_partitions=len(done.failures),
-        headers_parsed=parsed,
+        headers_parsed=headers.parsed,
         header_failures=len(failures),
         records_skipped=len({f.record_id for f in failures}),
-        quarantine=quarantine if failures else None,
+        quarantine=headers.quarantine,
         requests=sum(p.requests for p in parts),
         bytes_read=sum(p.bytes_read for p in parts),
         seconds=round(time.perf_counter() - started, 2),

@@ -13,20 +13,10 @@ from ._batched import BatchedReadSummary, read_in_batches
 
 @flow(name="sample-points")
 def sample_points(
-    collection_uri: str,
-    points: str,
-    bands: list[str],
-    out_uri: str,
-    version: int | None = None,
-    batch_size: int = 1024,
-    geometry_column: str = "geometry",
-    geometry_crs: str | None = None,
-    match: Literal["all", "first", "latest", "nearest-date"] = "all",
-    mode: Mode = "overwrite",
-    max_in_flight: int = 4,
-    x_column: str | None = None,
-    y_column: str | None = None,
-    date_column: str | None = None,
+    collection_uri: str, points: str, bands: list[str], out_uri: str, version: int | None = None,
+    batch_size: int = 1024, geometry_column: str = "geometry", geometry_crs: str | None = None,
+    match: Literal["all", "first", "latest", "nearest-date"] = "all", mode: Mode = "overwrite",
+    max_in_flight: int = 4, x_column: str | None = None, y_column: str | None = None, date_column: str | None = None,
     masked: bool = False,
 ) -> BatchedReadSummary:
     """Sample ``bands`` at every point of the (Geo)Parquet file ``points`` (local or ``s3://``); write one output table.

@@ -151,17 +151,9 @@ class Quarantined:
 
 @task(name="search-records", tags=IO_TAGS, retry_condition_fn=retry_if_retryable, **RETRY_OPTIONS)
 def search_records(
-    stac_api: str,
-    collection: str,
-    *,
-    stage: str,
-    bbox: list[float] | None = None,
-    datetime: str | None = None,
-    intersects: dict[str, Any] | None = None,
-    query: dict[str, Any] | None = None,
-    bands: dict[str, str] | None = None,
-    max_items: int | None = None,
-    href_rewrites: dict[str, str] | None = None,
+    stac_api: str, collection: str, *, stage: str, bbox: list[float] | None = None, datetime: str | None = None,
+    intersects: dict[str, Any] | None = None, query: dict[str, Any] | None = None,
+    bands: dict[str, str] | None = None, max_items: int | None = None, href_rewrites: dict[str, str] | None = None,
 ) -> StagedRecords:
     """Search a STAC API (all pages), normalise the items to collection rows (``records_from_stac``), stage them."""
     found = records_from_stac(stac_api, collection=collection, bbox=bbox, datetime=datetime, intersects=intersects,

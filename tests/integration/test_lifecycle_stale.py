@@ -28,10 +28,10 @@ def _check(col: rc.Collection) -> None:
     asyncio.run(run())
 
 
-def test_a_replaced_cog_is_detected_and_refreshed(s3, s3_items):
+def _build_over_copies(s3, scenes: list[dict], folder: str, uri: str) -> tuple[rc.Collection, list[str]]:
+    """A red-band collection over copies of ``scenes``' COGs; the collection and the copies' hrefs."""
     client = s3.client()
-    scenes = s3_items[:3]  # 32TQR: the same grid
-    hrefs = [f"s3://rasteret-sample/stale/{item['id']}/red.tif" for item in scenes]
+    hrefs = [f"s3://rasteret-sample/{folder}/{item['id']}/red.tif" for item in scenes]
     for item, href in zip(scenes, hrefs, strict=True):
         client.copy_object(Bucket="rasteret-sample", Key=_key(href),
                            CopySource={"Bucket": "rasteret-sample", "Key": _key(item["assets"]["red"]["href"])})
@@ -39,21 +39,48 @@ def test_a_replaced_cog_is_detected_and_refreshed(s3, s3_items):
         "id": [item["id"] for item in scenes],
         "datetime": [item["properties"]["datetime"] for item in scenes],
         "geometry": [shapely.to_wkb(shapely.geometry.shape(item["geometry"])) for item in scenes],
-        "crs": ["EPSG:32632"] * 3,
+        "crs": ["EPSG:32632"] * len(scenes),
         "red_href": hrefs,
     })
-    uri = "s3://rasteret-tables/stale"
-    col = rc.build_from_table(table, uri=uri)
+    client.close()
+    return rc.build_from_table(table, uri=uri), hrefs
+
+
+def _replace_in_place(s3, href: str, by_href: str) -> None:
+    """Overwrite the object at ``href`` with another file (another ETag and other tile offsets)."""
+    client = s3.client()
+    client.copy_object(Bucket="rasteret-sample", Key=_key(href), CopySource={"Bucket": "rasteret-sample",
+                                                                             "Key": _key(by_href)})
+    client.close()
+
+
+def test_the_enrichment_flow_refreshes_only_stale_headers_as_the_library_does(prefect_api, s3, s3_items):
+    from rasteret_flows.enrich import enrich_collection
+
+    scenes = s3_items[:3]
+    built, hrefs = _build_over_copies(s3, scenes, "stale-flow", "s3://rasteret-tables/stale-flow")
+    _replace_in_place(s3, hrefs[0], scenes[0]["assets"]["nir"]["href"])
+    before = {r["id"]: r for r in built.to_arrow().to_pylist()}
+    summary = enrich_collection(built.uri, refresh="stale", partition_size=1)
+    assert (summary.records_lacking_headers, summary.headers_parsed, summary.version) == (1, 1, built.version + 1)
+    refreshed = rc.load(built.uri)
+    assert refreshed.stale_assets() == []
+    after = {r["id"]: r for r in refreshed.to_arrow().to_pylist()}
+    replaced = scenes[0]["id"]
+    for rid, row in before.items():  # the unchanged scenes keep their headers as they were
+        assert (after[rid]["assets"]["red"]["header"] == row["assets"]["red"]["header"]) is (rid != replaced)
+    assert enrich_collection(built.uri, refresh="stale").version == refreshed.version  # nothing stale: no commit
+
+
+def test_a_replaced_cog_is_detected_and_refreshed(s3, s3_items):
+    scenes = s3_items[:3]  # 32TQR: the same grid
+    col, hrefs = _build_over_copies(s3, scenes, "stale", "s3://rasteret-tables/stale")
     _check(col)
     assert col.stale_assets() == []
     before = col.get_numpy(AOI, ["red"])
 
-    # the first scene's COG is replaced in place by another file (another ETag and other tile offsets)
-    replacement = _key(scenes[0]["assets"]["nir"]["href"])
-    client.copy_object(Bucket="rasteret-sample", Key=_key(hrefs[0]),
-                       CopySource={"Bucket": "rasteret-sample", "Key": replacement})
-    client.close()
-    col = rc.load(uri)
+    _replace_in_place(s3, hrefs[0], scenes[0]["assets"]["nir"]["href"])  # the first scene's COG, in place
+    col = rc.load(col.uri)
     with pytest.raises(rc.StaleAssetError, match=r"1 source COG\(s\) changed.*re-enrich.*enrich\(refresh='stale'\)") as info:
         _check(col)
     assert info.value.uris == [hrefs[0]]
