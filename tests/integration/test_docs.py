@@ -209,9 +209,14 @@ def test_the_troubleshooting_page_explains_every_error_class():
 
 
 def test_the_troubleshooting_page_lists_every_exit_code_of_the_cli():
-    from rasteret_flows.cli import EXIT_CODES, EXIT_MISSING_EXTRA, EXIT_PARTIAL, EXIT_USAGE
+    from rasteret_flows import cli
+
 
     page = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
-    rows = [f"| {code} | `{name}` |" for name, code, _ in EXIT_CODES if name != "RasteretError"]
-    rows += [f"| {EXIT_PARTIAL} | |", f"| {EXIT_USAGE} | usage |", f"| {EXIT_MISSING_EXTRA} | missing extra |"]
+    rows = [f"| {code} | `{name}` |" for name, code, _ in cli.EXIT_CODES if name != "RasteretError"]
+    rows += [f"| {cli.EXIT_PARTIAL} | |", f"| {cli.EXIT_USAGE} | usage |", f"| {cli.EXIT_MISSING_EXTRA} | missing extra |",
+             f"| {cli.EXIT_PREFECT} | Prefect unavailable |"]
     assert [row for row in rows if row not in page] == []
+    # every other EXIT_* constant of the command is a row too
+    codes = {value for name, value in vars(cli).items() if name.startswith("EXIT_") and isinstance(value, int)}
+    assert sorted(code for code in codes if f"| {code} |" not in page) == []
