@@ -347,9 +347,11 @@ def merge_table(
     options = _options(uri, settings)
     for attempt in range(1, _MERGE_ATTEMPTS + 1):
         try:
+            created = None
             if not table_exists(uri, settings):
-                _create(uri, data.schema, settings=settings, collection=_is_collection(table))
-            dt = DeltaTable(uri, storage_options=options)
+                created = _create(uri, data.schema, settings=settings, collection=_is_collection(table))
+            # the created table's object is already at version 0: opening it again costs a listing and a log read
+            dt = created if created is not None else DeltaTable(uri, storage_options=options)
             _check_columns(uri, dt, data)
             result = (
                 dt.merge(
@@ -384,23 +386,26 @@ def merge_table(
     raise AssertionError("unreachable")
 
 
-def _create(uri: str, schema: pa.Schema, *, settings: Settings, collection: bool) -> None:
-    """Create an empty table (version 0), unless another writer just did.
+def _create(uri: str, schema: pa.Schema, *, settings: Settings, collection: bool) -> DeltaTable | None:
+    """Create an empty table (version 0), unless another writer just did; return it (None: the other did).
 
     Data always goes in by merge, never by the create: two writers creating the
     same table at once would otherwise both commit their rows (delta-rs retries
     a losing create as a blind append), duplicating shared ids.
     """
     try:
-        DeltaTable.create(uri, schema, mode="ignore", storage_options=_options(uri, settings),
-                          partition_by=[MONTH] if collection else None,
-                          configuration=COLLECTION_CONFIGURATION if collection else None,
-                          commit_properties=_commit("create", None))
-        log.info("%s: created", uri)
+        created = DeltaTable.create(uri, schema, mode="ignore", storage_options=_options(uri, settings),
+                                    partition_by=[MONTH] if collection else None,
+                                    configuration=COLLECTION_CONFIGURATION if collection else None,
+                                    commit_properties=_commit("create", None))
     except (CommitFailedError, DeltaError) as exc:
         if not table_exists(uri, settings):  # not a lost creation race: a real failure
             raise
         log.info("%s: created concurrently by another writer (%s)", uri, exc)
+        return None
+    log.info("%s: created", uri)
+    # mode="ignore" returns the table as it is when another writer created it first: merge into the latest then
+    return created if created.version() == 0 else None
 
 
 def _check_columns(uri: str, dt: DeltaTable, data: pa.Table) -> None:
