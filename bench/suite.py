@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -276,8 +277,11 @@ def run_worker(peer: str, spec: dict[str, Any], run_dir: Path, legacy: str | Non
     except subprocess.TimeoutExpired:
         return {"skipped": f"timed out after {timeout:.0f} s"}
     if done.returncode:
-        last = [ln for ln in done.stderr.strip().splitlines() if ln.strip()][-1:] or ["?"]
-        (run_dir / f"{spec['case']}-{peer}.stderr").write_text(done.stderr)
+        last = [ln for ln in done.stderr.strip().splitlines() if ln.strip()][-1:] or [
+            f"crashed ({signal.Signals(-done.returncode).name})" if done.returncode < 0 else f"exit {done.returncode}"]
+        logs = BUILD / "logs"
+        logs.mkdir(exist_ok=True)
+        (logs / f"{spec['case']}-{peer}.stderr").write_text(done.stderr)
         return {"skipped": f"failed: {last[0][:160]}"}
     result = json.loads(done.stdout.strip().splitlines()[-1])
     runs = 1 + spec.get("repeat", 3)
@@ -328,7 +332,7 @@ def table(results: dict[str, Any]) -> str:
             cells.append(f"({ours.get('proxy_requests_per_run', '-')})" if ours else "-")
             cells.append("-")
         if ours.get("output_bytes"):
-            cells.append(f"{ours['peak_rss_mib']:.0f} / {ours['output_bytes'] / 2**20:.1f}")
+            cells.append(f"{ours['peak_rss_mib']:.0f} / {ours['output_bytes'] / 2**20:.2f}")
         else:
             cells.append(f"{ours['peak_rss_mib']:.0f} / -" if ours.get("peak_rss_mib") else "-")
         eq = row.get("equal", {})
