@@ -243,9 +243,12 @@ def write_table(
                 return version
         conflict: CommitFailedError | None = None
         with _delta_errors(lambda exc: f"{uri}: cannot write the Delta table: {exc}"):
+            # written through a table object, whose version is then the commit's own (a re-read of the
+            # latest version may already hold a concurrent writer's next commit)
+            target = DeltaTable(uri, storage_options=options) if table_exists(uri, settings) else None
             try:
                 write_deltalake(
-                    uri,
+                    target if target is not None else uri,
                     data,
                     mode=mode,
                     schema_mode=schema_mode,
@@ -260,7 +263,8 @@ def write_table(
             except CommitFailedError as exc:  # another writer committed first, in a way that conflicts
                 conflict = exc
             else:
-                version = DeltaTable(uri, storage_options=options).version()
+                version = (target if target is not None else DeltaTable(uri, storage_options=options)).version()
+            del target
         if conflict is not None:
             if attempt == _MERGE_ATTEMPTS:
                 raise CollectionError(

@@ -3,7 +3,8 @@
 Usage: ``python crash_run.py SPEC``, or ``python crash_run.py --serve`` to read one SPEC per line
 from stdin and run each in a child forked from this process (the imports, seconds of a
 cold start, are paid once; nothing else has run when a child forks), answering each with
-a line of JSON: the child's exit ``code`` or the ``signal`` that ended it. SPEC is JSON::
+a line of JSON: the child's exit ``code`` or the ``signal`` that ended it (a line holding a
+list of SPECs forks them all at once and answers a list). SPEC is JSON::
 
     {"flow": "ingest_collection", "kwargs": {...},
      "kill": {"root": "/path" or "s3://bucket/prefix", "pattern": "part-*.json",
@@ -25,10 +26,13 @@ import fnmatch
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def _local_lister(root: str, exclude: str | None) -> Callable[[], set[str]]:
@@ -91,8 +95,7 @@ def _serve() -> None:
 
     import rasteret_flows  # noqa: F401 - imported once, before any fork
 
-    for line in sys.stdin:
-        spec = json.loads(line)
+    def fork(spec: dict) -> int:
         pid = os.fork()
         if pid == 0:
             code = 0
@@ -103,9 +106,54 @@ def _serve() -> None:
                 code = 1
             sys.stderr.flush()
             os._exit(code)
+        return pid
+
+    def wait(pid: int) -> dict:
         _, status = os.waitpid(pid, 0)
-        answer = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"code": os.WEXITSTATUS(status)}
-        print(json.dumps(answer), flush=True)
+        return {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"code": os.WEXITSTATUS(status)}
+
+    for line in sys.stdin:
+        spec = json.loads(line)
+        if isinstance(spec, list):  # runs at once, one child each: a list of answers
+            pids = [fork(s) for s in spec]
+            print(json.dumps([wait(pid) for pid in pids]), flush=True)
+        else:
+            print(json.dumps(wait(fork(spec))), flush=True)
+
+
+class CrashServer:
+    """``crash_run.py --serve``: one process that imports once and forks a child per run to kill."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], cwd=Path(__file__).resolve().parents[2], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"),
+                                     start_new_session=True)
+
+    def kill_run(self, flow: str, kwargs: dict[str, Any], kill: dict[str, Any]) -> None:
+        """Run ``flow(**kwargs)`` in a child that SIGKILLs itself at ``kill``; fail if it was not killed."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"flow": flow, "kwargs": kwargs, "kill": kill}) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline() or "{}")
+        assert answer.get("signal") == signal.SIGKILL, f"not killed at {kill} ({answer}): {self.log.read_text()[-3000:]}"
+
+    def run_at_once(self, specs: list[dict[str, Any]]) -> list[dict[str, int]]:
+        """Run the flows of ``specs`` (``flow``, ``kwargs``, optional ``kill``) at once, one child each; their ends."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(specs) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline() or "[]")
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 def main() -> None:

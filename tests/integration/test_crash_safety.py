@@ -21,9 +21,6 @@ import json
 import os
 import random
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,43 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from crash_run import CrashServer
 
 import rasteret_core as rc
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-CRASH_RUN = str(Path(__file__).with_name("crash_run.py"))
 BANDS = {"red": "red", "nir": "nir"}
 SEED = 12
 STAGE = re.compile(r"^[0-9a-f]{20}(\.lease)?$")
 GEO = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
-
-
-class CrashServer:
-    """``crash_run.py --serve``: one process that imports once and forks a child per run to kill."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        self.proc = subprocess.Popen([sys.executable, CRASH_RUN, "--serve"], cwd=PROJECT_DIR, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"),
-                                     start_new_session=True)
-
-    def kill_run(self, flow: str, kwargs: dict[str, Any], kill: dict[str, Any]) -> None:
-        """Run ``flow(**kwargs)`` in a child that SIGKILLs itself at ``kill``; fail if it was not killed."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"flow": flow, "kwargs": kwargs, "kill": kill}) + "\n")
-        self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline() or "{}")
-        assert answer.get("signal") == signal.SIGKILL, f"not killed at {kill} ({answer}): {self.log.read_text()[-3000:]}"
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")
