@@ -194,7 +194,9 @@ class _Reader:
             data, _ = self._lookup(offset, offset + length)
             if data is None:
                 raise TiffFormatError(
-                    f"bytes [{offset}, {offset + length}) lie past the end of the file ({self.size} bytes)",
+                    f"bytes [{offset}, {offset + length}) lie past the end of the file ({self.size} bytes): the "
+                    "TIFF is truncated or corrupt (an offset in its header points outside it); check it with gdalinfo, "
+                    "or copy it again",
                     uri=self.uri,
                 )
         return data

@@ -144,7 +144,8 @@ def test_a_corrupt_tiff_is_refused_at_build_naming_it(tmp_path):
     garbage.write_bytes(b"<html>404 Not Found</html>")
     message = _refusal(lambda: rc.build_from_table(_records({"good": good, "corrupt": str(corrupt),
                                                             "garbage": str(garbage)})),
-                       rc.CollectionError, "2 asset header(s)", "corrupt.tif", "notatiff.tif", "partial")
+                       rc.CollectionError, "2 asset header(s)", "corrupt.tif", "truncated or corrupt",
+                       "notatiff.tif", "not a TIFF file", "partial=True")
     assert "good.tif" not in message
 
 

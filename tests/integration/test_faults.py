@@ -112,6 +112,7 @@ def test_lasting_faults_fail_after_bounded_retries_naming_object_and_cause(s3, s
     assert cause.lower() in message.lower(), message
     assert info.value.uri.startswith("s3://rasteret-sample/") and info.value.retryable
     assert "gave up after 2 attempt(s)" in message, message
+    print(f"{name}: {injected} injected, failed after {elapsed:.1f}s: {message}")  # figures for the closing note
     assert injected >= 2
     assert elapsed < 20, f"{name}: {elapsed:.1f}s"
 
