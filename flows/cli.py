@@ -204,6 +204,11 @@ _GeometryCrs = Annotated[str | None, typer.Option(
 _ReadVersion = Annotated[int | None, typer.Option(help="Collection version to read (default: the latest)")]
 _Runner = Annotated[str | None, typer.Option(help=_RUNNER_HELP)]
 _Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (no tables, no progress)")]
+_Overview = Annotated[int | None, typer.Option(help="Read this overview (0 = the finest reduced level)")]
+_PngOut = Annotated[Path, typer.Option(help="The PNG to write", dir_okay=False)]
+_PartitionSize = Annotated[int, typer.Option(help="Scenes per header-parsing task")]
+_MaxInFlight = Annotated[int, typer.Option(help="Partitions parsed at once")]
+_Quarantine = Annotated[str | None, typer.Option(help="Quarantine Delta table (default URI_quarantine)")]
 _AoiFile = Annotated[Path, typer.Option(
     "--aoi", help="AOIs: GeoJSON (lon/lat) or GeoParquet/Parquet; several AOIs are read as one (their union)",
     exists=True, dir_okay=False)]
@@ -411,10 +416,8 @@ def ingest(
     partial: Annotated[bool, typer.Option(
         help="Commit the records whose headers parsed and leave the others out (quarantined); "
              "--no-partial commits nothing when any fails")] = True,
-    partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
-    max_in_flight: Annotated[int, typer.Option(help="Partitions parsed at once")] = 4,
-    quarantine: Annotated[str | None, typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
-    runner: Annotated[str | None, typer.Option(help=_RUNNER_HELP)] = None,
+    partition_size: _PartitionSize = 16, max_in_flight: _MaxInFlight = 4, quarantine: _Quarantine = None,
+    runner: _Runner = None,
     json_: _Json = False,
 ) -> None:
     """Run the ingestion flow: search a STAC API, parse the headers of new and changed records, commit them.
@@ -446,10 +449,8 @@ def enrich(
     uri: _CollectionUri,
     refresh: Annotated[bool, typer.Option(help="Re-parse every header, not only missing ones")] = False,
     stale: Annotated[bool, typer.Option(help="Also re-parse the headers of objects changed since (one HEAD each)")] = False,
-    partition_size: Annotated[int, typer.Option(help="Scenes per header-parsing task")] = 16,
-    max_in_flight: Annotated[int, typer.Option(help="Partitions parsed at once")] = 4,
-    quarantine: Annotated[str | None, typer.Option(help="Quarantine Delta table (default URI_quarantine)")] = None,
-    runner: Annotated[str | None, typer.Option(help=_RUNNER_HELP)] = None,
+    partition_size: _PartitionSize = 16, max_in_flight: _MaxInFlight = 4, quarantine: _Quarantine = None,
+    runner: _Runner = None,
     json_: _Json = False,
 ) -> None:
     """Run the enrichment flow: parse the headers records lack, in partitions; commit a new version.
@@ -558,7 +559,7 @@ def extract(
         help="Statistics instead of pixels, one row per AOI x record x band: any of count,mean,min,max,std,median "
              "(over valid pixels; std with ddof=0)")] = None,
     all_touched: Annotated[bool, typer.Option(help="Every pixel an AOI touches, not only centres inside")] = False,
-    overview: Annotated[int | None, typer.Option(help="Read this overview (0 = the finest reduced level)")] = None,
+    overview: _Overview = None,
     geometry_column: _GeometryColumn = "geometry",
     batch_size: Annotated[int, typer.Option(help="AOIs per task")] = 64,
     geometry_crs: _GeometryCrs = None,
@@ -591,10 +592,7 @@ def sample(
     geometry_column: _GeometryColumn = "geometry",
     masked: Annotated[bool, typer.Option(help="Invalid pixels (nodata, masks, alpha) as null values")] = False,
     batch_size: Annotated[int, typer.Option(help="Points per task")] = 1024,
-    geometry_crs: _GeometryCrs = None,
-    version: _ReadVersion = None,
-    runner: _Runner = None,
-    json_: _Json = False,
+    geometry_crs: _GeometryCrs = None, version: _ReadVersion = None, runner: _Runner = None, json_: _Json = False,
 ) -> None:
     """Run the point-sampling flow: the band values at every point into an output Delta table.
 
@@ -677,9 +675,7 @@ def explain(
         help="Download rate in MB/s, for the time estimate")] = 100.0,
     all_touched: Annotated[bool, typer.Option(help="Every pixel an AOI touches, not only centres inside")] = False,
     overview: Annotated[int | None, typer.Option(help="Plan this overview (0 = the finest reduced level)")] = None,
-    geometry_column: _GeometryColumn = "geometry",
-    geometry_crs: _GeometryCrs = None,
-    version: _ReadVersion = None,
+    geometry_column: _GeometryColumn = "geometry", geometry_crs: _GeometryCrs = None, version: _ReadVersion = None,
     json_: _Json = False,
 ) -> None:
     """What reading the AOIs would cost, before anything is fetched: records, tiles, requests, bytes, time.
@@ -772,13 +768,11 @@ def quicklook(
     aoi: _AoiFile,
     bands: Annotated[str, typer.Option(
         help="Three bands for true colour (red,green,blue order) or one band (drawn with a colour bar)")],
-    out: Annotated[Path, typer.Option(help="The PNG to write", dir_okay=False)] = Path("quicklook.png"),
+    out: _PngOut = Path("quicklook.png"),
     record: Annotated[str | None, typer.Option(
         help="The record (id) to draw; default the latest record meeting the AOI with valid pixels")] = None,
-    overview: Annotated[int | None, typer.Option(help="Read this overview (0 = the finest reduced level)")] = None,
-    geometry_column: _GeometryColumn = "geometry",
-    geometry_crs: _GeometryCrs = None,
-    version: _ReadVersion = None,
+    overview: _Overview = None,
+    geometry_column: _GeometryColumn = "geometry", geometry_crs: _GeometryCrs = None, version: _ReadVersion = None,
     json_: _Json = False,
 ) -> None:
     """Write a PNG of one record's pixels within an AOI: true colour (2-98 % stretch) or one band with a colour bar.
@@ -816,13 +810,11 @@ def timeseries(
         exists=True, dir_okay=False)] = None,
     point: Annotated[str | None, typer.Option(
         help="X,Y of one point (lon/lat unless --geometry-crs): the pixel value per record")] = None,
-    out: Annotated[Path, typer.Option(help="The PNG to write", dir_okay=False)] = Path("timeseries.png"),
+    out: _PngOut = Path("timeseries.png"),
     label_column: Annotated[str | None, typer.Option(
         help="The AOI column naming each line (default: the first text column, else the row number)")] = None,
     datetime: Annotated[str | None, typer.Option(help="Only records in START/END (ISO 8601, .. for open)")] = None,
-    geometry_column: _GeometryColumn = "geometry",
-    geometry_crs: _GeometryCrs = None,
-    version: _ReadVersion = None,
+    geometry_column: _GeometryColumn = "geometry", geometry_crs: _GeometryCrs = None, version: _ReadVersion = None,
     json_: _Json = False,
 ) -> None:
     """Write a PNG time series: an AOI's mean (or a point's value) of a band across the records, by date.
