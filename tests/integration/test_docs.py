@@ -171,6 +171,9 @@ def test_the_site_builds_strict(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "quickstart.html").is_file()  # the offline plugin: plain .html pages
+    for page in (tmp_path / "site").glob("*.html"):  # offline: no script, style or font from the network
+        html = page.read_text(encoding="utf-8")
+        assert 'src="http' not in html and 'rel="stylesheet" href="http' not in html, page.name
 
 
 class _Recorder(dict):
