@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGING := pyproject.toml setup.py
 
-.PHONY: demo test lint typecheck install docs clean
+.PHONY: demo test lint typecheck install docs clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
