@@ -149,12 +149,13 @@ def test_the_deployments_page_runs_on_the_local_stack(checkout, reader_env, pref
     _check_page(DEPLOYMENTS, checkout, {**reader_env, "PREFECT_API_URL": prefect_api})
 
 
-def test_the_quickstart_plots_a_time_series_png(checkout, reader_env):
+def test_the_quickstart_plots_an_aoi_time_series_png(checkout, reader_env):
     done = _run_page("docs/quickstart.md", checkout, reader_env)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-4000:]
-    png = checkout / "demo-data" / "ndvi.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000
+    for name in ("ndvi.png", "timeseries.png", "quicklook.png"):  # the Python plot, then the CLI's pictures
+        png = checkout / "demo-data" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert png.stat().st_size > 10_000, name
 
 
 def test_every_page_is_in_the_nav_and_few_blocks_are_skipped():
