@@ -200,6 +200,29 @@ def widen_unsigned(table: pa.Table) -> pa.Table:
     return table if schema.equals(table.schema) else table.cast(schema)
 
 
+def stream_staged(paths: list[str]) -> pa.RecordBatchReader:
+    """The staged parts as one stream, a part in memory at a time; unsigned columns widened (:func:`widen_unsigned`).
+
+    The schema is the parts' unified one (parts without rows are left out when any
+    has rows, as :func:`read_staged` does); a part read is cast to it.
+    """
+    sized = [(p, pq.read_metadata(p).num_rows) for p in paths]
+    used = [p for p, rows in sized if rows] or [p for p, _ in sized[:1]]
+    widened = [pq.read_schema(p) for p in used]
+    widened = [pa.schema([f.with_type(_delta_type(f.type)) for f in s], metadata=s.metadata) for s in widened]
+    schema = pa.unify_schemas(widened, promote_options="default")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for path in used:
+            part = widen_unsigned(pq.read_table(path))
+            if not part.schema.equals(schema):
+                part = pa.concat_tables([schema.empty_table(), part], promote_options="default")
+                part = part.select(schema.names).cast(schema)
+            yield from part.to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 def read_staged(paths: list[str]) -> pa.Table:
     """Concatenate staged partition tables.
 

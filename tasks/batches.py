@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 
 from rasteret_core import Collection, IOStats, SchemaError, Settings, load
@@ -31,7 +32,7 @@ from rasteret_core.engine import (
     write_table,
 )
 
-from ._common import COMMIT_TAGS, IO_TAGS, RETRY_OPTIONS, read_staged, retry_if_retryable, stage_table, widen_unsigned
+from ._common import COMMIT_TAGS, IO_TAGS, RETRY_OPTIONS, retry_if_retryable, stage_table, stream_staged
 
 Kind = Literal["aois", "points"]
 Match = Literal["all", "first", "latest", "nearest-date"]
@@ -254,8 +255,9 @@ def commit_output(paths: list[str], out_uri: str, *, operation: str, mode: Mode,
                   transaction: tuple[str, int] | None = None) -> OutputCommit:
     """Write the staged output parts to the Delta table at ``out_uri`` in one commit.
 
-    Unsigned pixel types are widened to the signed type that holds them (Delta has no unsigned types).
-    With ``transaction`` (:func:`append_transaction`) the commit is idempotent: when the
+    The parts are streamed into the commit a part at a time (memory does not grow with
+    the output). Unsigned pixel types are widened to the signed type that holds them
+    (Delta has no unsigned types). With ``transaction`` (:func:`append_transaction`) the commit is idempotent: when the
     table already records it, nothing is written (``already``).
     """
     settings = Settings.from_env()
@@ -265,8 +267,9 @@ def commit_output(paths: list[str], out_uri: str, *, operation: str, mode: Mode,
             get_run_logger().info("%s: this job's rows were committed by an earlier run (%s); nothing appended",
                                   out_uri, transaction[0])
             return OutputCommit(version=None, rows=0, already=True)
-    table = widen_unsigned(read_staged(paths))
-    version = write_table(table, out_uri, settings=settings, operation=operation, mode=mode, metadata=metadata,
-                          transaction=transaction)
-    get_run_logger().info("%s: version %d, %d rows", out_uri, version, table.num_rows)
-    return OutputCommit(version=version, rows=table.num_rows)
+    rows = sum(pq.read_metadata(p).num_rows for p in paths)
+    # streamed, a part at a time: memory stays flat however many batches the run read
+    version = write_table(stream_staged(paths), out_uri, settings=settings, operation=operation, mode=mode,
+                          metadata=metadata, transaction=transaction)
+    get_run_logger().info("%s: version %d, %d rows", out_uri, version, rows)
+    return OutputCommit(version=version, rows=rows)

@@ -199,7 +199,7 @@ def _prepare(table: pa.Table) -> pa.Table:
 
 
 def write_table(
-    table: pa.Table,
+    table: pa.Table | pa.RecordBatchReader,
     uri: str,
     *,
     settings: Settings,
@@ -211,11 +211,14 @@ def write_table(
     """Append to (or overwrite, or create) the Delta table at ``uri`` in one commit; return the new version.
 
     A collection table (one with the core columns) is clustered and gets its
-    record digests; a new one gets :data:`COLLECTION_CONFIGURATION`.
+    record digests; a new one gets :data:`COLLECTION_CONFIGURATION`. Any other table
+    may come as a ``RecordBatchReader``: its batches are written as they come, so
+    memory holds a batch at a time, not the table.
 
     Appends of concurrent writers both land (delta-rs rebases a blind append on the
     newer version itself); any other conflict (an overwrite racing a writer) is
-    retried on the new version, up to eight attempts with jittered backoff.
+    retried on the new version, up to eight attempts with jittered backoff (a
+    reader, which can be read once, is not retried: the error says to run again).
 
     ``transaction`` (``(app_id, version)``) makes the write idempotent: the commit
     records it (a Delta ``txn`` action), and a write whose ``app_id`` the table
@@ -228,7 +231,13 @@ def write_table(
         CollectionError: the table cannot be written (or conflicts persisted).
     """
     collection = _is_collection(table)
-    data = _prepare(table)
+    streamed = [0]  # rows a reader gave
+    if isinstance(table, pa.RecordBatchReader):
+        if collection:
+            raise CollectionError(f"{uri}: collection rows are clustered before they are written: pass a Table")
+        data: pa.Table | pa.RecordBatchReader = _counted(table, streamed)
+    else:
+        data = _prepare(table)
     schema_mode: Literal["merge", "overwrite"] | None = (
         "merge" if mode == "append" else "overwrite" if mode == "overwrite" else None
     )
@@ -255,7 +264,8 @@ def write_table(
                     storage_options=options,
                     partition_by=[MONTH] if collection else None,
                     configuration=COLLECTION_CONFIGURATION if collection else None,
-                    target_file_size=TARGET_FILE_SIZE if collection else None,
+                    # a stream's files roll over at the target size: the writer buffers one file, not the table
+                    target_file_size=TARGET_FILE_SIZE if collection or isinstance(data, pa.RecordBatchReader) else None,
                     # None (the default) is what write_deltalake takes for "none"; its overloads leave it out
                     writer_properties=_WRITER if collection else cast("WriterProperties", None),
                     commit_properties=_commit(operation, metadata, transaction),
@@ -266,6 +276,9 @@ def write_table(
                 version = (target if target is not None else DeltaTable(uri, storage_options=options)).version()
             del target
         if conflict is not None:
+            if isinstance(data, pa.RecordBatchReader):
+                raise CollectionError(f"{uri}: commit conflicted with a concurrent writer ({conflict}); its rows "
+                                      "were streamed and are gone: run again") from conflict
             if attempt == _MERGE_ATTEMPTS:
                 raise CollectionError(
                     f"{uri}: commit kept conflicting with concurrent writers ({_MERGE_ATTEMPTS} attempts, last: "
@@ -275,9 +288,22 @@ def write_table(
             log.info("%s: concurrent commit (%s); writing again in %.1f s (attempt %d)", uri, conflict, delay, attempt)
             time.sleep(delay)
             continue
-        log.info("%s: committed version %d (%s, %d rows)", uri, version, operation, table.num_rows)
+        rows = streamed[0] if isinstance(data, pa.RecordBatchReader) else data.num_rows
+        log.info("%s: committed version %d (%s, %d rows)", uri, version, operation, rows)
         return version
     raise AssertionError("unreachable")
+
+
+def _counted(reader: pa.RecordBatchReader, rows: list[int]) -> pa.RecordBatchReader:
+    """``reader`` without schema metadata (delta-rs keeps none), adding the rows it gives to ``rows[0]``."""
+    schema = reader.schema.remove_metadata()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            rows[0] += batch.num_rows
+            yield batch.replace_schema_metadata(None)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 @contextmanager
