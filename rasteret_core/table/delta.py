@@ -29,6 +29,13 @@ Layout of a collection table (chosen by measurement on 100,000 records,
 
 Ingestion merges on ``id``: :func:`merge_table` updates matched rows and inserts
 the rest in one commit, retrying when a concurrent writer committed first.
+
+Commits on S3 are safe without a locking provider: delta-rs writes each
+``_delta_log/<version>.json`` with a conditional PUT (``If-None-Match: *``), so
+the store refuses (412) the second of two writers racing for one version, which
+rebases and retries. The store must honour ``If-None-Match`` (AWS S3 and SeaweedFS
+do; ``tests/integration/test_concurrency.py``); for one that does not, pass
+``AWS_S3_LOCKING_PROVIDER`` (DynamoDB) in the storage options.
 """
 
 from __future__ import annotations
