@@ -29,7 +29,7 @@ from rasteret_core.settings import Settings
 from .runtime import with_stores
 from .store import ObjectInfo, Stores
 
-__all__ = ["ObjectFacts", "StaleAsset", "check_fresh", "expected_objects", "find_stale", "stale_assets"]
+__all__ = ["ObjectFacts", "StaleAsset", "check_fresh", "expect_fresh", "expected_objects", "find_stale", "stale_assets"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,26 @@ async def check_fresh(expected: Mapping[str, ObjectFacts], stores: Stores) -> No
     changed = [(href, facts, current[href]) for href, facts in expected.items() if not unchanged(facts, current[href])]
     if changed:
         raise StaleAssetError(_message(changed), uris=[href for href, _, _ in changed])
+
+
+async def expect_fresh(expected: Mapping[str, ObjectFacts], stores: Stores) -> None:
+    """Make ``stores`` check every object a read fetches against ``expected``, on the answers themselves.
+
+    A ranged GET's answer carries its object's ETag, size and time, so the read needs no
+    HEAD per object (:func:`check_fresh`'s way): the first answer from a changed object
+    raises before its bytes are decoded with the old tile offsets.
+
+    Raises (from the read's requests):
+        StaleAssetError: an object changed; the message names it and says to re-enrich.
+    """
+
+    def check(uri: str, info: ObjectInfo) -> None:
+        facts = expected.get(uri)
+        if facts is not None and not unchanged(facts, info):
+            raise StaleAssetError(_message([(uri, facts, info)]) + " (collection.stale_assets() lists every one)",
+                                  uris=[uri])
+
+    stores.expect(check)
 
 
 async def find_stale(table: pa.Table, stores: Stores, *, bands: Sequence[str] | None = None) -> list[StaleAsset]:

@@ -56,6 +56,10 @@ class ByteStore(Protocol):
         """Return the size, ETag and last-modified time of ``uri``."""
         ...
 
+    # A store may also define ``async get_range_info(uri, start, end) -> (bytes, ObjectInfo | None)``:
+    # the range and what its answer says of the object (ETag, size, time), so that a read checks
+    # its objects are unchanged without a HEAD each (see Stores.expect).
+
 
 @dataclass(slots=True)
 class IOStats:
@@ -72,10 +76,13 @@ class IOStats:
 
 class _LocalStore:
     async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        return (await self.get_range_info(uri, start, end))[0]
+
+    async def get_range_info(self, uri: str, start: int, end: int) -> tuple[bytes, ObjectInfo]:
         return await asyncio.to_thread(self._read, _local_path(uri), start, end)
 
     @staticmethod
-    def _read(path: str, start: int, end: int) -> bytes:
+    def _read(path: str, start: int, end: int) -> tuple[bytes, ObjectInfo]:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError as exc:
@@ -83,7 +90,7 @@ class _LocalStore:
         except OSError as exc:
             raise FetchError(f"cannot open: {exc}", uri=path, retryable=False) from exc
         try:
-            return os.pread(fd, end - start, start)
+            return os.pread(fd, end - start, start), _stat_info(os.fstat(fd))
         finally:
             os.close(fd)
 
@@ -93,10 +100,15 @@ class _LocalStore:
             st = await asyncio.to_thread(os.stat, path)
         except FileNotFoundError as exc:
             raise ObjectNotFoundError("no such file; check the href or re-build the collection", uri=uri) from exc
-        from datetime import datetime
+        return _stat_info(st)
 
-        modified = datetime.fromtimestamp(st.st_mtime, tz=UTC).isoformat()
-        return ObjectInfo(size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=modified)
+
+def _stat_info(st: os.stat_result) -> ObjectInfo:
+    """A local file's facts: size, modification time, and an ETag made of both."""
+    from datetime import datetime
+
+    modified = datetime.fromtimestamp(st.st_mtime, tz=UTC).isoformat()
+    return ObjectInfo(size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=modified)
 
 
 class _HTTPStore:
@@ -113,6 +125,9 @@ class _HTTPStore:
         return self._session
 
     async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        return (await self.get_range_info(uri, start, end))[0]
+
+    async def get_range_info(self, uri: str, start: int, end: int) -> tuple[bytes, ObjectInfo | None]:
         try:
             return await self._get_range(uri, start, end)
         except FetchError:
@@ -121,23 +136,28 @@ class _HTTPStore:
             _raise_transport(exc, uri)
             raise
 
-    async def _get_range(self, uri: str, start: int, end: int) -> bytes:
+    async def _get_range(self, uri: str, start: int, end: int) -> tuple[bytes, ObjectInfo | None]:
         session = await self._client()
         headers = {"Range": f"bytes={start}-{end - 1}"}
         async with session.get(uri, headers=headers) as resp:
             if resp.status == 404:
                 raise ObjectNotFoundError("HTTP 404; check the href", uri=uri)
             if resp.status == 416:
-                return b""
+                return b"", None
             if resp.status == 403:
                 raise AccessDeniedError("HTTP 403: access denied; check the href (an expired signed URL?) or "
                                         "the credentials it needs", uri=uri)
             if resp.status >= 400:
                 raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
             data = await resp.read()
+            total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+            size = int(total) if total.isdigit() else len(data) if resp.status == 200 else None
             if resp.status == 200:  # server ignored Range
                 data = data[start:end]
-            return data
+            if size is None:  # no size to compare: let the caller HEAD the object
+                return data, None
+            return data, ObjectInfo(size=size, etag=resp.headers.get("ETag"),
+                                    last_modified=resp.headers.get("Last-Modified"))
 
     async def head(self, uri: str) -> ObjectInfo:
         try:
@@ -241,16 +261,24 @@ class _S3Store:
         return {"RequestPayer": "requester"} if self._settings.requester_pays else {}
 
     async def get_range(self, uri: str, start: int, end: int) -> bytes:
+        return (await self.get_range_info(uri, start, end))[0]
+
+    async def get_range_info(self, uri: str, start: int, end: int) -> tuple[bytes, ObjectInfo | None]:
         bucket, key = _split_s3(uri)
         s3 = await self._client()
         try:
             resp = await s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **self._extra())
             async with resp["Body"] as body:
                 data: bytes = await body.read()
-                return data
         except Exception as exc:  # botocore raises ClientError subclasses; map them
             _raise_s3(exc, uri)
             raise
+        total = str(resp.get("ContentRange", "")).rpartition("/")[2]
+        if not total.isdigit():
+            return data, None
+        modified = resp.get("LastModified")
+        return data, ObjectInfo(size=int(total), etag=resp.get("ETag"),
+                                last_modified=modified.isoformat() if modified is not None else None)
 
     async def head(self, uri: str) -> ObjectInfo:
         bucket, key = _split_s3(uri)
@@ -376,6 +404,8 @@ class Stores:
         self._backends: dict[str, ByteStore] = {}
         self._sem = asyncio.Semaphore(self.settings.max_concurrency)
         self._owner = True
+        self._expect: Callable[[str, ObjectInfo], None] | None = None
+        self._heads: dict[str, asyncio.Future[ObjectInfo]] = {}
 
     def child(self) -> Stores:
         """A view sharing these clients and concurrency bound, counting its own I/O.
@@ -386,7 +416,17 @@ class Stores:
         # A Stores building a view of itself: its own private fields.
         view.settings, view.stats, view._backends, view._sem = self.settings, IOStats(), self._backends, self._sem  # noqa: SLF001
         view._owner = False  # noqa: SLF001
+        view._expect, view._heads = None, {}  # noqa: SLF001
         return view
+
+    def expect(self, check: Callable[[str, ObjectInfo], None]) -> None:
+        """Check every object this view reads from: ``check(uri, info)`` on each ranged answer.
+
+        ``info`` is what the answer itself says of the object (ETag, size, time), so a read
+        checks its objects are unchanged without a HEAD each; a store whose answers say
+        nothing is asked with a HEAD, once per object. ``check`` raises to refuse the bytes.
+        """
+        self._expect = check
 
     async def __aenter__(self) -> Self:
         return self
@@ -416,10 +456,25 @@ class Stores:
         if end <= start:
             return b""
         backend = self._backend(uri)
-        data = await self._retrying(uri, lambda: backend.get_range(uri, start, end))
+        with_info = getattr(backend, "get_range_info", None)
+        if self._expect is None:
+            data = await self._retrying(uri, lambda: backend.get_range(uri, start, end))
+        else:
+            info: ObjectInfo | None = None
+            if with_info is None:
+                data = await self._retrying(uri, lambda: backend.get_range(uri, start, end))
+            else:
+                data, info = await self._retrying(uri, lambda: with_info(uri, start, end))
+            self._expect(uri, info or await self._head_once(uri))
         self.stats.add(len(data))
         log.debug("GET %s [%d, %d): %d bytes", redact(uri), start, end, len(data))
         return data
+
+    async def _head_once(self, uri: str) -> ObjectInfo:
+        """``head(uri)``, asked once per object for this view (answers that say nothing of their object)."""
+        if uri not in self._heads:
+            self._heads[uri] = asyncio.ensure_future(self.head(uri))
+        return await asyncio.shield(self._heads[uri])
 
     async def get_ranges(self, uri: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """Fetch several ranges of one object concurrently, in the order given."""

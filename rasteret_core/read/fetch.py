@@ -222,9 +222,9 @@ def read_plan(
 ) -> tuple[list[np.ndarray], IOStats]:
     """Run a plan from sync code on the shared runtime; return its arrays and the I/O it took.
 
-    ``check`` runs alongside the fetches on the same stores (say, that the objects are
-    still those the headers came from); its error wins over the read's. ``masked`` as
-    in :func:`execute_plan`.
+    ``check`` runs first on the same stores and sets what they check on each answer
+    (``expect_fresh``: that the objects are still those the headers came from, with no
+    HEAD). ``masked`` as in :func:`execute_plan`.
 
     Raises:
         ReadTooLargeError: the output would exceed ``RASTERET_MAX_READ_BYTES`` (checked before any I/O).
@@ -242,14 +242,10 @@ async def _run_checked(
     run: Callable[[Stores], Coroutine[Any, Any, T]],
     check: Callable[[Stores], Coroutine[Any, Any, None]] | None,
 ) -> tuple[T, IOStats]:
-    """``run(stores)``, alongside ``check(stores)`` if given (its error wins over the run's); also the I/O it took."""
-    if check is None:
-        return await run(stores), stores.stats
-    checked, result = await asyncio.gather(check(stores), run(stores), return_exceptions=True)
-    for outcome in (checked, result):
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return result, stores.stats
+    """``run(stores)`` after ``check(stores)`` if given (it sets what the stores check on each answer); also the I/O."""
+    if check is not None:
+        await check(stores)
+    return await run(stores), stores.stats
 
 
 def reduce_plan(

@@ -29,7 +29,7 @@ from rasteret_core.errors import BandError, GridMismatchError, NoRecordsError, P
 from rasteret_core.geo.geometry import CRS84, GeometryLike, reproject, to_crs, to_geometry
 from rasteret_core.geo.rasterize import rasterize_mask
 from rasteret_core.geo.warp import Resampling, default_resolution, plan_source_window, plan_target_grid, reproject_array
-from rasteret_core.io.freshness import ObjectFacts, check_fresh
+from rasteret_core.io.freshness import ObjectFacts, expect_fresh
 from rasteret_core.io.store import IOStats
 from rasteret_core.settings import Settings
 from rasteret_core.table.schema import header_from_dict
@@ -254,7 +254,7 @@ def _records_meeting(table: pa.Table, geom: shapely.Geometry, crs: CRS) -> list[
 
 
 def fresh_check(plan: ReadPlan, rows: Sequence[Mapping[str, Any]]) -> Any:
-    """A check that every object the plan reads is still the one its header was parsed from."""
+    """A check that every object the plan reads is still the one its header was parsed from (on each GET's answer)."""
     uris = {c.uri for c in plan.chunks}
     expected = {
         asset["href"]: ObjectFacts(asset["header"]["etag"], asset["header"]["size"], asset["header"]["last_modified"])
@@ -262,7 +262,7 @@ def fresh_check(plan: ReadPlan, rows: Sequence[Mapping[str, Any]]) -> Any:
         for asset in (row["assets"] or {}).values()
         if asset is not None and asset["href"] in uris and asset["header"] is not None
     }
-    return functools.partial(check_fresh, expected)
+    return functools.partial(expect_fresh, expected)
 
 
 def _target_grid(geom: shapely.Geometry, crs: CRS, first: TiffHeader, options: ReadOptions) -> TargetGrid:

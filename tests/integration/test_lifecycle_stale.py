@@ -10,6 +10,7 @@ import pytest
 import shapely
 
 import rasteret_core as rc
+from rasteret_core.io.freshness import ObjectFacts, expect_fresh
 
 AOI = (11.86, 45.80, 11.875, 45.81)
 
@@ -106,3 +107,41 @@ def test_a_replaced_cog_is_detected_and_refreshed(s3, s3_items):
     np.testing.assert_array_equal(after[1:], before[1:])  # the other scenes are as they were
     assert not np.array_equal(after[0], before[0])  # the first now reads the replacement's pixels
     assert refreshed.enrich(refresh="stale").version == refreshed.version  # nothing stale: no commit
+
+
+def test_reads_check_freshness_on_their_gets_with_no_head(s3, s3_items, monkeypatch):
+    """Each ranged GET's answer carries its object's ETag: a read sends no HEAD, and still refuses a changed object."""
+    from infra.local.faults import Fault, fault_proxy
+
+    scenes = s3_items[:2]
+    built, hrefs = _build_over_copies(s3, scenes, "stale-gets", "s3://rasteret-tables/stale-gets")
+    counting = [Fault(path=r"^/rasteret-sample/stale-gets/", method="HEAD", times=0),
+                Fault(path=r"^/rasteret-sample/stale-gets/", method="GET", times=0)]
+    with fault_proxy(s3.endpoint_url, counting) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        col = rc.load(built.uri)
+        result = col.read_numpy(AOI, ["red"])
+        heads, gets = (f["hits"] for f in proxy.counters()["faults"])
+        assert (heads, gets) == (0, result.stats.requests) and gets > 0
+        _replace_in_place(s3, hrefs[0], scenes[0]["assets"]["nir"]["href"])
+        with pytest.raises(rc.StaleAssetError, match=r"1 source COG\(s\) changed") as info:
+            col.get_numpy(AOI, ["red"])
+        assert info.value.uris == [hrefs[0]]
+        assert proxy.counters()["faults"][0]["hits"] == 0  # still no HEAD
+
+
+def test_a_local_file_changed_since_its_header_is_refused_on_read(tmp_path):
+    path = tmp_path / "a.tif"
+    path.write_bytes(b"\0" * 4096)
+
+    async def read_after(change: bool) -> bytes:
+        async with rc.engine.Stores(rc.Settings()) as stores:
+            info = await stores.head(str(path))  # what enrichment records of the object
+            if change:
+                path.write_bytes(b"\1" * 8192)  # another size and time: another object
+            await expect_fresh({str(path): ObjectFacts(info.etag, info.size, info.last_modified)}, stores)
+            return await stores.get_range(str(path), 0, 16)
+
+    assert asyncio.run(read_after(change=False)) == b"\0" * 16
+    with pytest.raises(rc.StaleAssetError):
+        asyncio.run(read_after(change=True))
