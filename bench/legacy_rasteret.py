@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.peers import STARTED, _aoi, _obstore, _points, peak_rss_mib
+from bench.peers import _aoi, _obstore, _points, time_runs
 
 
 def _reader(spec: dict[str, Any]) -> Any:
@@ -78,23 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text())
     os.environ.update(spec.get("env", {}))
-    run = _reader(spec)
-    arrays, _, _ = run()
-    cold = time.perf_counter() - STARTED
-    if spec.get("out"):
-        import numpy as np
-
-        np.savez(spec["out"], *arrays)
-    output_bytes = sum(int(a.nbytes) for a in arrays)
-    del arrays
-    warm = []
-    for _ in range(spec.get("repeat", 3)):
-        started = time.perf_counter()
-        run()
-        warm.append(time.perf_counter() - started)
-    print(json.dumps({"cold": cold, "warm": warm, "warm_median": statistics.median(warm) if warm else None,
-                      "requests": None, "bytes": None, "output_bytes": output_bytes,
-                      "peak_rss_mib": peak_rss_mib()}))
+    print(json.dumps(time_runs(_reader(spec), spec)))
     return 0
 
 

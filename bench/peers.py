@@ -255,6 +255,14 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     _, run = READERS[spec["peer"]](spec)
     if run is None:
         return {"skipped": f"{spec['peer']} has no API for this case"}
+    return time_runs(run, spec)
+
+
+def time_runs(run: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """``run()`` (arrays, requests, bytes) once cold (timed from process start), then ``repeat`` times warm.
+
+    The cold run's arrays go to ``spec["out"]`` (for the equality check) when it is set.
+    """
     arrays, requests, nbytes = run()
     cold = time.perf_counter() - STARTED
     if spec.get("out"):
