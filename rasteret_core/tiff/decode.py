@@ -143,7 +143,7 @@ def decode_tile(
     samples = image.samples_per_pixel if image.planar_config == 1 else 1
     shape = (image.tile_height, image.tile_width, samples)
     row_bytes = -(-image.tile_width * samples * image.bits_per_sample // 8)
-    decoded: np.ndarray | bytes
+    decoded: np.ndarray
 
     def failure(message: str) -> DecodeError:
         return DecodeError(message, uri=uri, tile=tile, codec=image.compression, offset=offset)
@@ -152,14 +152,16 @@ def decode_tile(
         if image.compression in _IMAGE_CODECS:
             decoded = _IMAGE_DECODERS[image.compression](data, image, samples, byte_order)
         elif image.compression == 1:
-            decoded = data
+            decoded = np.frombuffer(data, np.uint8)
         else:
-            codec: Callable[..., bytes] = getattr(imagecodecs, _BYTE_CODECS[image.compression].lower() + "_decode")
-            decoded = codec(data, out=row_bytes * image.tile_height)
+            # Straight into an aligned buffer of its own: the codec returns the part it filled,
+            # which the predictor then undoes in place (no copy of the tile's pixels).
+            codec: Callable[..., np.ndarray] = getattr(imagecodecs, _BYTE_CODECS[image.compression].lower() + "_decode")
+            decoded = codec(data, out=np.empty(row_bytes * image.tile_height, np.uint8))
     except Exception as exc:  # imagecodecs raises RuntimeError subclasses, ValueError on bad input
         raise failure(f"{type(exc).__name__}: {exc}") from exc
 
-    if isinstance(decoded, np.ndarray):
+    if image.compression in _IMAGE_CODECS:
         pixels = decoded[..., np.newaxis] if decoded.ndim == 2 else decoded
         fits = pixels.ndim == 3 and pixels.shape[1:] == shape[1:] and 0 < pixels.shape[0] <= shape[0]
         if not fits or pixels.dtype != image.dtype:
@@ -170,6 +172,10 @@ def decode_tile(
             raise failure(f"decoded {len(decoded)} bytes, not whole rows of {row_bytes} bytes (tile {shape})")
         pixels = _unpack(decoded, image, (rows, *shape[1:]), byte_order, row_bytes)
 
+    if not pixels.dtype.isnative:
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
+    if pixels.shape[0] == image.tile_height:
+        return pixels.transpose(2, 0, 1)  # a view: [sample, row, column]
     out = np.empty((samples, image.tile_height, image.tile_width), image.dtype)
     out[:, : pixels.shape[0]] = pixels.transpose(2, 0, 1)
     out[:, pixels.shape[0] :] = 0
@@ -177,7 +183,7 @@ def decode_tile(
 
 
 def _unpack(
-    buffer: bytes, image: ImageInfo, shape: tuple[int, int, int], byte_order: ByteOrder, row_bytes: int
+    buffer: np.ndarray, image: ImageInfo, shape: tuple[int, int, int], byte_order: ByteOrder, row_bytes: int
 ) -> np.ndarray:
     """View ``buffer`` as pixels ``[row, column, sample]`` and undo the predictor."""
     count = int(np.prod(shape))
@@ -191,9 +197,12 @@ def _unpack(
         return imagecodecs.floatpred_decode(shuffled, axis=-2)
     pixels = np.frombuffer(buffer, image.dtype.newbyteorder(byte_order), count).reshape(shape)
     if image.predictor == 2:
-        # Horizontal differencing works on the bit patterns (as libtiff does, also for floats).
+        # Horizontal differencing works on the bit patterns (as libtiff does, also for floats); in place
+        # when the bytes are a writable buffer in native order, else on a native copy.
         unsigned = np.dtype(f"u{image.dtype.itemsize}")
-        pixels = pixels.view(unsigned.newbyteorder(byte_order)).astype(unsigned)
+        pixels = pixels.view(unsigned.newbyteorder(byte_order))
+        if not (pixels.dtype.isnative and pixels.flags.writeable):
+            pixels = pixels.astype(unsigned)
         imagecodecs.delta_decode(pixels, axis=-2, out=pixels)
         return pixels.view(image.dtype)
     return pixels

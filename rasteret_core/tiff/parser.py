@@ -26,7 +26,8 @@ from typing import Literal
 
 import numpy as np
 
-from rasteret_core.errors import RasteretError, TiffFormatError, UnresolvedCRSError, UnsupportedTiffError
+from rasteret_core.errors import FetchError, RasteretError, TiffFormatError, UnresolvedCRSError, UnsupportedTiffError
+from rasteret_core.io.freshness import ObjectFacts, unchanged
 from rasteret_core.io.runtime import with_stores
 from rasteret_core.io.store import ByteStore, IOStats, ObjectInfo, Stores
 from rasteret_core.settings import Settings
@@ -547,23 +548,39 @@ async def fetch_headers(
 ) -> dict[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
     """Parse the header of each URI concurrently; map each URI to (header, object info) or its error.
 
+    The object info (ETag, size, last-modified time) is what the header's first ranged
+    answer says of its object: no HEAD, except for a store whose answers say nothing
+    (then one per object). An object whose answers disagree (replaced while its header
+    was read) gives a retryable :class:`~rasteret_core.errors.FetchError`.
+
     Errors are returned, not raised, so one bad file does not sink a batch; the
     caller decides what to record.
     """
+    seen: dict[str, ObjectInfo] = {}
+
+    def note(uri: str, info: ObjectInfo) -> None:
+        first = seen.setdefault(uri, info)
+        if not unchanged(ObjectFacts(first.etag, first.size, first.last_modified), info):
+            raise FetchError("the object changed while its header was read; run again", uri=uri, retryable=True)
+
+    view = stores.child()
+    view.expect(note)
 
     async def one(uri: str) -> tuple[str, tuple[TiffHeader, ObjectInfo] | RasteretError]:
         try:
-            info, header = await asyncio.gather(
-                stores.head(uri), parse_header(uri, stores, header_read=stores.settings.header_read)
-            )
-            result: tuple[TiffHeader, ObjectInfo] | RasteretError = (header, info)
+            header = await parse_header(uri, view, header_read=stores.settings.header_read)
+            result: tuple[TiffHeader, ObjectInfo] | RasteretError = (header, seen[uri])
         except RasteretError as exc:
             result = exc
         if on_done is not None:
             on_done(uri)
         return uri, result
 
-    return dict(await asyncio.gather(*(one(u) for u in dict.fromkeys(uris))))
+    try:
+        return dict(await asyncio.gather(*(one(u) for u in dict.fromkeys(uris))))
+    finally:
+        stores.stats.requests += view.stats.requests
+        stores.stats.bytes += view.stats.bytes
 
 
 def read_headers(

@@ -43,7 +43,7 @@ def _enrich_commits(uri: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def faulty(prefect_api, staging_dir, s3, s3_items, sample_archive):
-    """Enrich seven scenes (one poisoned) in partitions of two through a proxy that fails one HEAD once."""
+    """Enrich seven scenes (one poisoned) in partitions of two through a proxy that fails one header read once."""
     from rasteret_flows import enrich_collection
 
     cog = sample_archive.root / s3_items[0]["assets"]["red"]["href"].removeprefix("s3://rasteret-sample/")
@@ -61,7 +61,7 @@ def faulty(prefect_api, staging_dir, s3, s3_items, sample_archive):
     key = target["assets"]["red"]["href"].removeprefix("s3:/")
     # 503s for every request-level attempt (RASTERET_REQUEST_RETRIES, default 3), so the partition's task
     # fails once and its Prefect retry succeeds
-    with fault_proxy(s3.endpoint_url, [Fault(method="HEAD", path=re.escape(key) + "$", times=3)]) as proxy, \
+    with fault_proxy(s3.endpoint_url, [Fault(method="GET", path=re.escape(key) + "$", times=3)]) as proxy, \
             pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ENDPOINT_URL", proxy.url)
         state = enrich_collection(uri, partition_size=2, max_in_flight=2, return_state=True)
