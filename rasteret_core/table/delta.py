@@ -114,13 +114,12 @@ def _options(uri: str, settings: Settings) -> dict[str, str] | None:
 
 
 def _commit(operation: str, metadata: Mapping[str, Any] | None,
-            transaction: tuple[str, int] | None = None) -> CommitProperties:
+            transaction: tuple[str, int] | None = None, *, retries: int | None = None) -> CommitProperties:
     meta = {"rasteret.operation": operation}
     for key, value in (metadata or {}).items():
         meta[f"rasteret.{key}"] = value if isinstance(value, str) else json.dumps(value, default=str)
-    if transaction is None:
-        return CommitProperties(custom_metadata=meta)
-    return CommitProperties(custom_metadata=meta, app_transactions=[Transaction(*transaction)])
+    return CommitProperties(custom_metadata=meta, max_commit_retries=retries,
+                            app_transactions=None if transaction is None else [Transaction(*transaction)])
 
 
 def _backoff(attempt: int) -> float:
@@ -367,10 +366,12 @@ def merge_table(
     key: str = "id",
     metadata: Mapping[str, Any] | None = None,
 ) -> tuple[int, dict[str, int]]:
-    """Upsert ``table`` into the Delta table at ``uri`` on ``key`` in one commit (creating it empty first if missing).
+    """Upsert ``table`` into the Delta table at ``uri`` on ``key`` in one commit (a missing table is created holding it).
 
-    Matched rows are replaced whole, the others inserted. When another writer
-    commits first (a conflict), the merge is re-run on the new version, up to
+    Matched rows are replaced whole, the others inserted. A missing table is
+    created with the rows in one commit (version 0); when another writer creates
+    it first, the rows are merged into that writer's table instead. When another
+    writer commits first (a conflict), the merge is re-run on the new version, up to
     eight times with jittered backoff: concurrent writers lose nothing.
 
     Returns:
@@ -384,11 +385,12 @@ def merge_table(
     options = _options(uri, settings)
     for attempt in range(1, _MERGE_ATTEMPTS + 1):
         try:
-            created = None
-            if not table_exists(uri, settings):
-                created = _create(uri, data.schema, settings=settings, collection=_is_collection(table))
-            # the created table's object is already at version 0: opening it again costs a listing and a log read
-            dt = created if created is not None else DeltaTable(uri, storage_options=options)
+            if attempt == 1 and not table_exists(uri, settings) and _create_with(
+                    uri, data, settings=settings, collection=_is_collection(table), operation=operation,
+                    metadata=metadata):
+                log.info("%s: created holding %d rows (version 0)", uri, data.num_rows)
+                return 0, {"inserted": data.num_rows, "updated": 0}
+            dt = DeltaTable(uri, storage_options=options)
             _check_columns(uri, dt, data)
             result = (
                 dt.merge(
@@ -423,26 +425,26 @@ def merge_table(
     raise AssertionError("unreachable")
 
 
-def _create(uri: str, schema: pa.Schema, *, settings: Settings, collection: bool) -> DeltaTable | None:
-    """Create an empty table (version 0), unless another writer just did; return it (None: the other did).
+def _create_with(uri: str, data: pa.Table, *, settings: Settings, collection: bool, operation: str,
+                 metadata: Mapping[str, Any] | None) -> bool:
+    """Create the table at ``uri`` holding ``data``, in one commit; False when another writer created it first.
 
-    Data always goes in by merge, never by the create: two writers creating the
-    same table at once would otherwise both commit their rows (delta-rs retries
-    a losing create as a blind append), duplicating shared ids.
+    The commit is not retried: delta-rs would retry a losing creation as a blind
+    append, and two writers creating one table at once would both commit their rows
+    (duplicating shared ids). The loser finds the table and merges into it instead.
     """
     try:
-        created = DeltaTable.create(uri, schema, mode="ignore", storage_options=_options(uri, settings),
-                                    partition_by=[MONTH] if collection else None,
-                                    configuration=COLLECTION_CONFIGURATION if collection else None,
-                                    commit_properties=_commit("create", None))
+        write_deltalake(uri, data, mode="error", storage_options=_options(uri, settings),
+                        partition_by=[MONTH] if collection else None,
+                        configuration=COLLECTION_CONFIGURATION if collection else None,
+                        target_file_size=TARGET_FILE_SIZE if collection else None, writer_properties=_WRITER,
+                        commit_properties=_commit(operation, metadata, retries=0))
     except (CommitFailedError, DeltaError) as exc:
         if not table_exists(uri, settings):  # not a lost creation race: a real failure
             raise
-        log.info("%s: created concurrently by another writer (%s)", uri, exc)
-        return None
-    log.info("%s: created", uri)
-    # mode="ignore" returns the table as it is when another writer created it first: merge into the latest then
-    return created if created.version() == 0 else None
+        log.info("%s: created concurrently by another writer (%s); merging into it", uri, exc)
+        return False
+    return True
 
 
 def _check_columns(uri: str, dt: DeltaTable, data: pa.Table) -> None:
