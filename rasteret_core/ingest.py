@@ -204,7 +204,8 @@ def merge_changes(
         counts |= {"records_skipped": len({f.record_id for f in skipped}),
                    "skipped": [{"id": f.record_id, "band": f.band, "error": f.error} for f in skipped[:100]]}
     version, merged = _delta.merge_table(without_internal(table), uri, settings=settings, operation=operation,
-                                         metadata={**(metadata or {}), **counts})
+                                         metadata={**(metadata or {}), **counts},
+                                         exists=changes.base_version is not None)
     log.info("%s: version %d: %s, %d unchanged", uri, version, merged, changes.unchanged)
     return MergeResult(version=version, committed=True, inserted=merged["inserted"], updated=merged["updated"])
 

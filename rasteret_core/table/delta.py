@@ -55,7 +55,6 @@ from typing import Any, Literal, cast
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -365,6 +364,7 @@ def merge_table(
     operation: str,
     key: str = "id",
     metadata: Mapping[str, Any] | None = None,
+    exists: bool | None = None,
 ) -> tuple[int, dict[str, int]]:
     """Upsert ``table`` into the Delta table at ``uri`` on ``key`` in one commit (a missing table is created holding it).
 
@@ -373,6 +373,9 @@ def merge_table(
     it first, the rows are merged into that writer's table instead. When another
     writer commits first (a conflict), the merge is re-run on the new version, up to
     eight times with jittered backoff: concurrent writers lose nothing.
+
+    ``exists`` is whether the caller saw the table a moment ago (None: look; a
+    table seen missing may have been created since, which the creation finds).
 
     Returns:
         The new version and the counts of rows ``inserted`` and ``updated``.
@@ -385,7 +388,7 @@ def merge_table(
     options = _options(uri, settings)
     for attempt in range(1, _MERGE_ATTEMPTS + 1):
         try:
-            if attempt == 1 and not table_exists(uri, settings) and _create_with(
+            if attempt == 1 and not (table_exists(uri, settings) if exists is None else exists) and _create_with(
                     uri, data, settings=settings, collection=_is_collection(table), operation=operation,
                     metadata=metadata):
                 log.info("%s: created holding %d rows (version 0)", uri, data.num_rows)
@@ -538,13 +541,15 @@ def _read_in_two_steps(dataset: Any, names: list[str], expr: pc.Expression) -> p
     will not compare with the table's in a pushed-down filter); the matching rows
     are then taken by position, without copying when every row matches.
     """
+    import pyarrow.dataset  # here, not at the top: it pulls in pandas (about 1 s of a cold start)
+
     light = [n for n in dataset.schema.names if n != "assets"]
 
     def one(fragment: Any) -> pa.Table | None:
         rows = fragment.to_table(schema=dataset.schema, columns=light)
         rows = rows.append_column("__row", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
         try:
-            hits = ds.dataset(rows).to_table(columns=["__row"], filter=expr)["__row"].to_numpy()
+            hits = pyarrow.dataset.dataset(rows).to_table(columns=["__row"], filter=expr)["__row"].to_numpy()
         except pa.ArrowInvalid:  # the condition names a heavy column: filter the whole file
             return fragment.to_table(schema=dataset.schema).filter(expr).select(names)
         if hits.size == 0:

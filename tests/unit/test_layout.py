@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -89,3 +91,14 @@ def test_every_module_says_what_it_is_for():
     for path in sorted(CORE.rglob("*.py")):
         doc = ast.get_docstring(ast.parse(path.read_text()))
         assert doc and len(doc.splitlines()[0]) > 20, f"{path.relative_to(CORE)} has no first line saying what it is for"
+
+
+def test_importing_the_core_loads_no_heavy_optional_module():
+    """A cold CLI or flow run pays only for what it uses: pandas (pulled in by pyarrow.dataset, about 1 s),
+    the S3 and STAC clients and the read extras load when first used, not with ``import rasteret_core``.
+    """
+    heavy = ("pandas", "pyarrow.dataset", "pystac_client", "aiobotocore", "botocore", "requests", "geopandas",
+             "xarray", "torch", "matplotlib", "prefect")
+    code = f"import sys, rasteret_core; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"import rasteret_core loads {done.stdout.strip()}"
