@@ -42,7 +42,7 @@ def three_commits(tmp_path_factory, records) -> str:
 
 def test_a_loaded_collection_reads_nothing_until_asked(three_commits, records):
     col = rc.load(three_commits)
-    assert (len(col), col.bands, col.version) == (records.num_rows, [f.name for f in records.schema.field("assets").type], 3)
+    assert (len(col), col.bands, col.version) == (records.num_rows, [f.name for f in records.schema.field("assets").type], 2)
     assert col._lazy and "rasteret:record_hash" in col.schema.names
     assert col.to_arrow().num_rows == records.num_rows and not col._lazy
 
@@ -71,7 +71,7 @@ def test_a_pruned_subset_keeps_exactly_the_in_memory_subset(three_commits, recor
     want = sorted(rc.Collection(records).subset(**query).to_arrow()["id"].to_pylist())
     got = rc.load(three_commits).subset(**query)
     assert sorted(got.to_arrow()["id"].to_pylist()) == want
-    assert got.version == 3 and got.uri == three_commits
+    assert got.version == 2 and got.uri == three_commits
 
 
 def test_subset_and_where_open_only_files_that_may_match(three_commits, caplog):
@@ -92,8 +92,10 @@ def test_reingesting_the_same_records_commits_nothing(tmp_path, records):
     uri = str(tmp_path / "col")
     first = rc.build_from_table(records, uri=uri, enrich=False)
     again = rc.build_from_table(records, uri=uri, enrich=False)
-    assert first.version == again.version == 1  # version 0 creates the table, version 1 holds the records
-    assert [h["operation"] for h in rc.load(uri).history()] == ["build_from_table", "create"]
+    assert first.version == again.version == 0  # one commit creates the table holding the records
+    history = rc.load(uri).history()
+    assert [(h["version"], h["operation"], h["delta_operation"]) for h in history] == [(0, "build_from_table", "WRITE")]
+    assert int(history[0]["metrics"]["num_added_rows"]) == records.num_rows
 
 
 def test_changed_records_update_their_rows_and_leave_the_rest(tmp_path, records):
@@ -108,7 +110,7 @@ def test_changed_records_update_their_rows_and_leave_the_rest(tmp_path, records)
     bigger = _synthetic(250)
     extra = bigger.filter(pc.invert(pc.is_in(bigger["id"], records["id"])))  # ten new records
     col = rc.build_from_table(pa.concat_tables([changed, extra]), uri=uri, enrich=False)
-    assert col.version == 2 and len(col) == records.num_rows + 10
+    assert col.version == 1 and len(col) == records.num_rows + 10
     entry = col.history()[0]
     assert entry["operation"] == "build_from_table" and entry["delta_operation"] == "MERGE"
     meta = entry["metadata"]
@@ -118,18 +120,19 @@ def test_changed_records_update_their_rows_and_leave_the_rest(tmp_path, records)
     assert sorted(now.filter(pc.field("eo:cloud_cover") == -1.0)["id"].to_pylist()) == sorted(changed_ids)
     assert pc.count_distinct(now["id"]).as_py() == now.num_rows
     # time travel: by version, and by timestamp (naive means UTC; ISO strings too)
-    old = rc.load(uri, version=1)
-    assert old.version == 1 and len(old) == records.num_rows and len(rc.load(uri, version=0)) == 0
+    old = rc.load(uri, version=0)  # the creating build's commit holds its records
+    assert old.version == 0 and len(old) == records.num_rows
+    assert [h["operation"] for h in col.history()] == ["build_from_table"] * 2
     assert sorted(old.subset(ids=changed_ids).to_arrow()["eo:cloud_cover"].to_pylist()) == \
         sorted(rc.Collection(records).subset(ids=changed_ids).to_arrow()["eo:cloud_cover"].to_pylist())
     at_v0 = datetime.fromtimestamp(before / 1000, tz=UTC)
-    assert rc.load(uri, as_of=at_v0).version == 1
-    assert rc.load(uri, as_of=at_v0.replace(tzinfo=None)).version == 1
-    assert rc.load(uri, as_of=entry["timestamp"].isoformat()).version == 2
+    assert rc.load(uri, as_of=at_v0).version == 0
+    assert rc.load(uri, as_of=at_v0.replace(tzinfo=None)).version == 0
+    assert rc.load(uri, as_of=entry["timestamp"].isoformat()).version == 1
     with pytest.raises(rc.CollectionError, match="history"):
         rc.load(uri, version=7)
     with pytest.raises(rc.CollectionError, match="not both"):
-        rc.load(uri, version=1, as_of=at_v0)
+        rc.load(uri, version=0, as_of=at_v0)
 
 
 def test_optimize_compacts_and_vacuum_removes_unused_files(tmp_path, records):
