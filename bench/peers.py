@@ -92,7 +92,9 @@ def _rasteret(spec: dict[str, Any]) -> tuple[Any, Any]:
         import uuid
 
         def run_build() -> tuple[list[Any], int | None, int | None]:
-            uri = f"s3://{spec['tables_bucket']}/b1-{uuid.uuid4().hex}"  # a new collection every run"
+            name = f"b1-{uuid.uuid4().hex}"  # a new collection every run
+            uri = (str(Path(spec["table"]).parent / name) if spec.get("table_on") == "local"
+                   else f"s3://{spec['tables_bucket']}/{name}")
             col = rc.build_from_stac(stac_api=spec["stac_api"], collection=spec["collection"], uri=uri,
                                      bands={b: b for b in spec["bands"]}, settings=settings)
             assert len(col) == len(spec["scenes"]), (uri, len(col))

@@ -63,6 +63,11 @@ GOALS = {  # case -> (ratio to the best peer our time must reach, latency the is
     "B3": (1.5, 0),
 }
 DECODE_GOAL = 1.15  # B3 within this factor of the decode limit
+SECTIONS = {  # case -> (module run after the readers' table, with its services stopped; what it measures)
+    "flow": ("bench.flow_overhead", "a 10,000-AOI extraction: the flow against the library on the same work"),
+    "ingest": ("bench.ingest_scale", "ingestion throughput at 1,000 and 10,000 simulated STAC scenes"),
+    "scaling": ("bench.scaling", "how read time grows with scenes, bands and AOI size"),
+}
 
 
 # ---------------------------------------------------------------- AOIs and minimums
@@ -374,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=10980, help="scene width and height in pixels")
     parser.add_argument("--latencies", default="0,20,50", help="proxy delays per request, ms")
     parser.add_argument("--repeat", type=int, default=3, help="warm runs per process (median reported)")
-    parser.add_argument("--cases", default="B1,B2,B3,points")
+    parser.add_argument("--cases", default="B1,B2,B3,points," + ",".join(SECTIONS),
+                        help="B1, B2, B3, points (one table) and the sections " + ", ".join(SECTIONS))
     parser.add_argument("--points", default="10000,1000000", help="point counts")
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per process")
@@ -449,9 +455,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 return row
 
-            if "B1" in cases:
+            if "B1" in cases:  # the collection in a new Delta table on S3 (behind the same proxy), or local
                 for ms in sorted({0, 50} & set(latencies)) or latencies[:1]:
-                    run_row(f"B1 {ms} ms", "B1", ms, spec_for("B1", ms), {})
+                    on_s3 = run_row(f"B1 {ms} ms", "B1", ms, spec_for("B1", ms), {})
+                    local = run_row(f"B1 {ms} ms, local table", "B1", ms,
+                                    {**spec_for("B1", ms), "table_on": "local"}, {}, only=["rasteret"])
+                    # the peers keep no index, so where it goes is ours alone: compare with their runs above
+                    local["peers"].update({p: r for p, r in on_s3["peers"].items() if p != "rasteret"})
+                    _score(local)
             for case in ("B2", "B3"):
                 if case not in cases:
                     continue
@@ -470,15 +481,37 @@ def main(argv: list[str] | None = None) -> int:
                     _points_row(n, archive, spec_for("points", 0), run_row, run_dir, peers, args.full)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)  # SeaweedFS's volumes, indexes, arrays
+    results["sections"] = {case: run_section(case, args, scenes_n) for case in SECTIONS if case in cases}
     text = table(results)
     print(f"\n{results['machine']}; {results['date']}; {len(scenes)} scenes x {len(bands)} bands, "
           f"{archive.size} px; warm = median of {args.repeat}\n")
     print(text)
+    for case, section in results["sections"].items():
+        print(f"\n### {case}: {SECTIONS[case][1]} (python -m {SECTIONS[case][0]})\n")
+        print(section.get("table") or f"failed: {section.get('error')}")
     results["table"] = text
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwrote {args.json}")
     return 0
+
+
+def run_section(case: str, args: argparse.Namespace, scenes: int) -> dict[str, Any]:
+    """Run one section's module in its own process (it starts and stops its own services); its JSON, or the error."""
+    module = SECTIONS[case][0]
+    out = BUILD / f"{case}.json"
+    argv = [sys.executable, "-m", module, "--json", str(out)]
+    if case == "scaling":
+        argv += ["--scenes", str(scenes), "--size", str(args.size)]
+    print(f"section {case}: python -m {module}", flush=True)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=args.timeout * 6, check=False,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout * 6:.0f} s"}
+    if done.returncode:
+        return {"error": _failure(done, f"section-{case}")}
+    return dict(json.loads(out.read_text()))
 
 
 def _index_ours(spec: dict[str, Any], uri: str, run_dir: Path) -> None:

@@ -146,6 +146,7 @@ class FaultProxy(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FaultProxy
+    _upstream: http.client.HTTPConnection | None = None  # this client connection's upstream one, for plain GETs
 
     def log_message(self, format: str, *args: object) -> None:
         sys.stderr.write(f"{self.log_date_time_string()} {format % args}\n")
@@ -162,9 +163,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind != "truncate":
             self._disturb(fault)
             return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if fault is None and not self.server.rewrite_links and self.command == "GET":
+            self._relay(headers)
+            return
         conn = http.client.HTTPConnection(*self.server.upstream, timeout=60)
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             conn.request(self.command, self.path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
@@ -189,6 +193,50 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
         finally:
             conn.close()
+
+    def _relay(self, headers: dict[str, str]) -> None:
+        """Forward an undisturbed GET on this client connection's own upstream connection (kept alive across
+        its requests) and stream the answer back as it comes: no store-and-forward, no connect per request.
+        """
+        conn = self._upstream
+        for attempt in (1, 2):  # a kept-alive upstream connection the server has since closed: reconnect once
+            if conn is None:
+                conn = http.client.HTTPConnection(*self.server.upstream, timeout=60)
+                self._upstream = conn
+            try:
+                conn.request("GET", self.path, headers=headers)
+                resp = conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                conn = self._upstream = None
+                if attempt == 2:
+                    raise
+        assert conn is not None
+        self.send_response_only(resp.status, resp.reason)
+        self.log_request(resp.status)
+        length = resp.getheader("Content-Length")
+        for key, value in resp.getheaders():
+            if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                self.send_header(key, value)
+        if length is None:  # no length to announce: read it all, then announce it
+            data = resp.read()
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            self.send_header("Content-Length", length)
+            self.end_headers()
+            while chunk := resp.read(1 << 20):
+                self.wfile.write(chunk)
+        if resp.will_close:
+            conn.close()
+            self._upstream = None
+
+    def finish(self) -> None:
+        if self._upstream is not None:
+            self._upstream.close()
+        super().finish()
 
     def _disturb(self, fault: Fault) -> None:
         """Answer a matching request as ``fault.kind`` says (anything but ``truncate``)."""
