@@ -13,8 +13,9 @@ Run: ``python -m bench.suite [--scenes 6] [--full] [--latencies 0,20,50] [--repe
    ``build/bench/``): the first run is cold (from process start: imports, clients), the next
    ``--repeat`` warm (their median is the number compared).
 
-   - **B1** cold build: STAC search + every header + Delta commit (peers: bare header opens,
-     no index kept; rasteret 0.4.1 builds its Parquet index).
+   - **B1** cold build: STAC search + every header + Delta commit, into a new table on S3 (behind
+     the same proxy) and into a local one (peers: bare header opens, no index kept; rasteret 0.4.1
+     builds its Parquet index locally).
    - **B2** 200 m AOI inside one tile, every date x 4 bands.
    - **B3** 1 km AOI across a tile corner (4 tiles per date and band).
    - **points**: 10,000 and 1,000,000 random points over one band of one scene.
@@ -25,6 +26,10 @@ Run: ``python -m bench.suite [--scenes 6] [--full] [--latencies 0,20,50] [--repe
    proxy) and bytes (ours) against the minimum, and peak RSS against the output size.
 5. Prints one table, writes ``build/bench/results.json``, deletes what it uploaded and stops
    every service.
+6. Runs the sections (:data:`SECTIONS`), each a module in its own process with its own services:
+   the 10,000-AOI extraction flow against the library (:mod:`bench.flow_overhead`), ingestion
+   at 1,000 and 10,000 simulated scenes (:mod:`bench.ingest_scale`) and how read time grows
+   with scenes, bands and AOI size (:mod:`bench.scaling`); their tables follow the main one.
 """
 
 from __future__ import annotations
