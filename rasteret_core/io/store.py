@@ -111,10 +111,21 @@ def _stat_info(st: os.stat_result) -> ObjectInfo:
     return ObjectInfo(size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=modified)
 
 
+def _drain_slots(settings: Settings) -> asyncio.Semaphore:
+    """How many answers' bodies a store reads at once: as many as there are decoders to feed.
+
+    Every request is sent at once (its latency overlaps the others'), but bodies are read a
+    few at a time, so they finish one after another and decoding starts with the first
+    instead of after the last (all bodies read together share the bandwidth and end together).
+    """
+    return asyncio.Semaphore(max(2, settings.decode_threads))
+
+
 class _HTTPStore:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
+        self._drain = _drain_slots(settings)
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -149,7 +160,8 @@ class _HTTPStore:
                                         "the credentials it needs", uri=uri)
             if resp.status >= 400:
                 raise FetchError(f"HTTP {resp.status}", uri=uri, retryable=resp.status >= 500 or resp.status == 429)
-            data = await resp.read()
+            async with self._drain:
+                data = await resp.read()
             total = resp.headers.get("Content-Range", "").rpartition("/")[2]
             size = int(total) if total.isdigit() else len(data) if resp.status == 200 else None
             if resp.status == 200:  # server ignored Range
@@ -227,6 +239,7 @@ class _S3Store:
         self._stack = contextlib.AsyncExitStack()
         self._s3: Any = None  # aiobotocore's S3 client (untyped), opened on first use
         self._lock = asyncio.Lock()
+        self._drain = _drain_slots(settings)
 
     async def _client(self) -> Any:  # aiobotocore's S3 client (untyped)
         async with self._lock:
@@ -268,7 +281,7 @@ class _S3Store:
         s3 = await self._client()
         try:
             resp = await s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **self._extra())
-            async with resp["Body"] as body:
+            async with self._drain, resp["Body"] as body:
                 data: bytes = await body.read()
         except Exception as exc:  # botocore raises ClientError subclasses; map them
             _raise_s3(exc, uri)
