@@ -18,6 +18,9 @@ Run: ``python -m bench.suite [--scenes 6] [--full] [--latencies 0,20,50] [--repe
      builds its Parquet index locally).
    - **B2** 200 m AOI inside one tile, every date x 4 bands.
    - **B3** 1 km AOI across a tile corner (4 tiles per date and band).
+   - **gap**: B3 by this project alone with ``RASTERET_COALESCE_GAP`` at 64 KiB (the default) and
+     16 MiB (one request per file, reading the 9 tiles between the two pairs too), at 0 and 50 ms:
+     what merging ranges across a gap costs or buys at each latency.
    - **points**: 10,000 and 1,000,000 random points over one band of one scene.
 
 4. Checks every array equals rasterio's (``rasterio.mask.mask(crop=True, filled=True)``; for
@@ -68,6 +71,7 @@ GOALS = {  # case -> (ratio to the best peer our time must reach, latency the is
     "B3": (1.5, 0),
 }
 DECODE_GOAL = 1.15  # B3 within this factor of the decode limit
+GAPS = (64 * 1024, 16 * 1024 * 1024)  # RASTERET_COALESCE_GAP values the "gap" case compares
 SECTIONS = {  # case -> (module run after the readers' table, with its services stopped; what it measures)
     "flow": ("bench.flow_overhead", "a 10,000-AOI extraction: the flow against the library on the same work"),
     "ingest": ("bench.ingest_scale", "ingestion throughput at 1,000 and 10,000 simulated STAC scenes"),
@@ -384,8 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=10980, help="scene width and height in pixels")
     parser.add_argument("--latencies", default="0,20,50", help="proxy delays per request, ms")
     parser.add_argument("--repeat", type=int, default=3, help="warm runs per process (median reported)")
-    parser.add_argument("--cases", default="B1,B2,B3,points," + ",".join(SECTIONS),
-                        help="B1, B2, B3, points (one table) and the sections " + ", ".join(SECTIONS))
+    parser.add_argument("--cases", default="B1,B2,B3,gap,points," + ",".join(SECTIONS),
+                        help="B1, B2, B3, gap, points (one table) and the sections " + ", ".join(SECTIONS))
     parser.add_argument("--points", default="10000,1000000", help="point counts")
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per process")
@@ -481,6 +485,15 @@ def main(argv: list[str] | None = None) -> int:
                     oracle = run_dir / f"{row['label'].replace(' ', '_')}-rasterio.npz"
                     row["equal"] = {p: _equal(run_dir / f"{row['label'].replace(' ', '_')}-{p}.npz", oracle)
                                     for p in peers if p != "rasterio"}
+            if "gap" in cases:  # the coalescing gap against latency, on B3's AOI (per file: two pairs of adjacent
+                aoi = shapes["B3"]  # tiles, a tile row apart, 13.5 MB between them)
+                extra = {"minimum": minimum_io(archive, touched_tiles(archive, aoi), scenes, bands)}
+                for ms in sorted({0, 50} & set(latencies)):
+                    for gap in GAPS:
+                        spec = {**spec_for("B3", ms), "aoi_wkb": aoi.wkb_hex}
+                        spec["env"] = {**spec["env"], "RASTERET_COALESCE_GAP": str(gap),
+                                       "RASTERET_MAX_REQUEST_BYTES": str(64 * 2**20)}  # a merge may span 20 MB
+                        run_row(f"B3 {ms} ms, gap {gap // 1024} KiB", "gap", ms, spec, extra, only=["rasteret"])
             if "points" in cases:
                 for n in (int(v) for v in args.points.split(",")):
                     _points_row(n, archive, spec_for("points", 0), run_row, run_dir, peers, args.full)
