@@ -152,12 +152,32 @@ def stage_table(table: pa.Table, folder: str, name: str) -> str:
     return path
 
 
-def write_atomically(table: pa.Table, path: str) -> None:
-    """Write Parquet to a temporary name beside ``path``, then rename: readers see all or nothing."""
+def write_atomically(table: pa.Table, path: str, *, row_group_size: int | None = None) -> None:
+    """Write Parquet to a temporary name beside ``path``, then rename: readers see all or nothing.
+
+    ``row_group_size`` bounds the rows per row group (default: pyarrow's), so that
+    :func:`read_rows` can read a range of rows without decoding the whole file.
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, row_group_size=row_group_size)
     os.replace(tmp, path)
+
+
+def read_rows(path: str, start: int, stop: int) -> pa.Table:
+    """Rows ``[start, stop)`` of a Parquet file, decoding only the row groups that hold them."""
+    file = pq.ParquetFile(path)
+    groups, first, offset = [], 0, 0
+    for i in range(file.metadata.num_row_groups):
+        rows = file.metadata.row_group(i).num_rows
+        if offset < stop and offset + rows > start:
+            if not groups:
+                first = offset
+            groups.append(i)
+        offset += rows
+    if not groups:
+        return file.schema_arrow.empty_table()
+    return file.read_row_groups(groups).slice(start - first, stop - start)
 
 
 def write_manifest(path: str, value: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ from ._common import (
     RETRY_OPTIONS,
     attempt,
     read_manifest,
+    read_rows,
     read_staged,
     retry_if_retryable,
     stage_folder,
@@ -56,6 +57,9 @@ QUARANTINE_SCHEMA = pa.schema([
     ("flow_run", pa.string()), ("quarantined_at", pa.timestamp("us", tz="UTC")),
 ])
 """One row per asset whose header could not be parsed, per run that tried."""
+
+SELECTION_ROW_GROUP = 1024
+"""Rows per row group of a staged selection: each partition task decodes the groups holding its rows."""
 
 
 def quarantine_uri_for(uri: str) -> str:
@@ -205,7 +209,7 @@ def _stage_selection(table: pa.Table, changes: Changes, stage: str, name: str) -
     path = os.path.join(stage, f"{name}.parquet")
     changes_path = os.path.join(stage, f"{name}-changes.json")
     if not os.path.exists(path):
-        write_atomically(table.sort_by("id"), path)
+        write_atomically(table.sort_by("id"), path, row_group_size=SELECTION_ROW_GROUP)
     if read_manifest(changes_path) is None:
         write_manifest(changes_path, changes.to_json())
     return SelectedRecords(stage=stage, path=path, changes_path=changes_path, records=changes.records, selected=table.num_rows,
@@ -231,7 +235,7 @@ def parse_scene_headers(records_path: str, start: int, stop: int, *, stage: str,
         return dataclasses.replace(ParsedPartition.from_json(done), resumed=True)
     settings = Settings.from_env()
     number, last = attempt()
-    table = pq.read_table(records_path).slice(start, stop - start)
+    table = read_rows(records_path, start, stop)  # its row groups only: not the whole selection per partition
     result = enrich_records(table, settings=settings, refresh=refresh is True)  # "stale": cleared at selection
     retryable = [f for f in result.failures if f.retryable]
     if retryable and not last:
