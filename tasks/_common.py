@@ -167,7 +167,8 @@ def write_atomically(table: pa.Table, path: str, *, row_group_size: int | None =
 def read_rows(path: str, start: int, stop: int) -> pa.Table:
     """Rows ``[start, stop)`` of a Parquet file, decoding only the row groups that hold them."""
     file = pq.ParquetFile(path)
-    groups, first, offset = [], 0, 0
+    groups: list[int] = []
+    first = offset = 0
     for i in range(file.metadata.num_row_groups):
         rows = file.metadata.row_group(i).num_rows
         if offset < stop and offset + rows > start:
