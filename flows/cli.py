@@ -297,8 +297,10 @@ def _emit(document: Any) -> None:
 @contextmanager
 def _progress(operation: str) -> Iterator[None]:
     """Progress bars for a long operation (a terminal only, never with ``--json``); Prefect logs without tracebacks."""
+    from ._prefect_server import wait_ready
     from ._progress import ProgressBars
 
+    wait_ready()  # the flow must not meet a temporary server that is not up yet
     _short_prefect_errors()
     enabled = console.is_terminal and not _run.json
     with ProgressBars(console, operation, enabled=enabled), _prefect_logs_to(console if enabled else None):
@@ -359,14 +361,22 @@ def _without_reported_traceback(format_record: Callable[[logging.LogRecord], str
     return short
 
 
+_FLOW_COMMANDS = frozenset({"demo", "ingest", "enrich", "extract", "sample"})
+
+
 @app.callback(epilog=_EPILOG)
-def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug")] = 0,
+def main(ctx: typer.Context,
+         verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug")] = 0,
          debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error (and debug logs)")]
          = False) -> None:
     """Rasteret command line: build, inspect and read collections of cloud-optimized GeoTIFFs."""
     _run.debug, _run.json = debug, False
     level = logging.DEBUG if debug else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level)
+    if ctx.invoked_subcommand in _FLOW_COMMANDS and "--help" not in sys.argv:
+        from ._prefect_server import start_early
+
+        start_early()  # Prefect's temporary server boots while the command imports and checks its input
 
 
 def _set_json(value: bool) -> None:

@@ -67,6 +67,8 @@ def run_demo(workdir: Path, *, scale: int = 1, console: Console | None = None, p
     from rasteret_demo.archive import make_sample_archive
     from rasteret_demo.stac import stac_api
 
+    from ._prefect_server import wait_ready
+
     console = console or Console()
     workdir = workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -82,6 +84,7 @@ def run_demo(workdir: Path, *, scale: int = 1, console: Console | None = None, p
     aois = write_demo_aois(workdir / "aois.parquet")
     with stac_api(items_path, collection_path=collection_path) as api:
         console.print(f"STAC API (rustac serve) at {api}")
+        wait_ready()  # Prefect's temporary server, if the CLI started it early: up before the first flow
         ingested = ingest_collection(api, "sentinel-2-l2a", col_uri, bbox=[11.0, 45.0, 13.0, 46.5],
                                      datetime="2024-01-01/2024-12-31")
     col = rc.load(col_uri)
