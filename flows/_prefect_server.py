@@ -1,44 +1,100 @@
-"""Prefect's temporary API server, started as a flow command starts: its boot overlaps the command's own work.
+"""Prefect's temporary API server for a CLI flow command, started as the command starts: its boot overlaps the command.
 
-Without ``PREFECT_API_URL`` a flow run starts Prefect's temporary server (a uvicorn
-subprocess; about 10 s on 2 busy cores) only when the flow begins, after the command
-has imported the stack and checked its input. :func:`start_early` starts it in the
-background as the command starts; :func:`wait_ready` waits for it before the first
-flow runs, so no flow meets a server that is not up yet. A failure here is left to the
-flow run, which starts the server again and reports what went wrong.
+Without ``PREFECT_API_URL`` a flow run starts Prefect's temporary server only when the
+flow begins: it imports Prefect's server package (about 2 s of CPU in this process), then
+starts uvicorn in a subprocess and waits for it (about 5 s more on 2 busy cores), after
+the command has imported the stack and checked its input. :func:`start_early` starts the
+same server (the command Prefect 3.9's ``SubprocessASGIServer`` runs, with its
+environment: UI off, ephemeral mode) at once, in the background, and points this
+process (and the processes it starts, Dask workers included) at it; :func:`wait_ready`
+waits for it to answer before the first flow runs, so no flow meets a server that is
+not up yet. It stops when the command exits, as Prefect's own does.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import threading
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
 
 __all__ = ["start_early", "wait_ready"]
 
-_starting: threading.Thread | None = None
+log = logging.getLogger(__name__)
+
+_server: subprocess.Popen[bytes] | None = None
+_api: str | None = None
 
 
-def start_early() -> None:
-    """Start Prefect's temporary server in the background, unless an API is configured (or it is started)."""
-    global _starting  # noqa: PLW0603 - one server per process, as Prefect's own
-    if _starting is not None:
-        return
-    from prefect.settings import PREFECT_API_URL
+def start_early() -> contextlib.AbstractContextManager[Any]:
+    """Start the temporary server unless an API is configured; return the settings that point Prefect at it.
 
-    if PREFECT_API_URL.value():
-        return
+    Enter the returned context for the rest of the command (it is a no-op when an
+    API is configured or the server is already started).
+    """
+    global _server, _api  # noqa: PLW0603 - one server per process, as Prefect's own
+    import prefect
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        with contextlib.suppress(Exception):  # the flow run starts it again and says what went wrong
-            SubprocessASGIServer().start()  # the instance Prefect's client uses: started once
-
-    _starting = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-    _starting.start()
+    if _server is not None or PREFECT_API_URL.value():
+        return contextlib.nullcontext()
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    _server = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+         "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
+         "--lifespan", "on"],
+        env=env, stdin=subprocess.DEVNULL,
+    )
+    atexit.register(_stop)
+    _api = f"http://127.0.0.1:{port}/api"
+    os.environ["PREFECT_API_URL"] = _api  # the processes the command starts (Dask workers) use it too
+    log.info("starting Prefect's temporary server on %s", _api)
+    return temporary_settings(updates={PREFECT_API_URL: _api})
 
 
 def wait_ready() -> None:
-    """Wait until the server :func:`start_early` started answers (or failed to start); no-op if none was started."""
-    if _starting is not None:
-        _starting.join()
+    """Wait until the server :func:`start_early` started answers; no-op if none was started.
+
+    Raises:
+        RuntimeError: it exited, or did not answer within
+            ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (the message is Prefect's own
+            wording, which the CLI reports as "Prefect unavailable").
+    """
+    if _server is None or _api is None:
+        return
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    deadline = time.monotonic() + float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+    while time.monotonic() < deadline:
+        if _server.poll() is not None:
+            raise RuntimeError(f"ephemeral Prefect API server exited with code {_server.returncode} before "
+                               f"it answered at {_api}")
+        with contextlib.suppress(OSError, urllib.error.URLError), \
+                urllib.request.urlopen(f"{_api}/health", timeout=2) as answer:  # noqa: S310 - loopback http
+            if answer.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"Timed out while attempting to connect to ephemeral Prefect API server at {_api}")
+
+
+def _stop() -> None:
+    global _server  # noqa: PLW0603
+    if _server is None:
+        return
+    _server.terminate()
+    try:
+        _server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        _server.kill()
+        _server.wait()
+    _server = None

@@ -376,7 +376,7 @@ def main(ctx: typer.Context,
     if ctx.invoked_subcommand in _FLOW_COMMANDS and "--help" not in sys.argv:
         from ._prefect_server import start_early
 
-        start_early()  # Prefect's temporary server boots while the command imports and checks its input
+        ctx.with_resource(start_early())  # Prefect's temporary server boots while the command imports and checks
 
 
 def _set_json(value: bool) -> None:
