@@ -12,7 +12,8 @@ groups of 10,000), starts one local Prefect server (``infra/local/prefect_server
   both bands, batch after batch; every batch's rows written to a Delta table in one commit by
   the same writer (``write_table``, streamed, ``mode="overwrite"``).
 - **flow**: ``rasteret_flows.extract_aois`` with the same options, the default threads
-  runner and ``max_in_flight`` 2 (as ``bench.load``), against the server; its tasks stage each
+  runner and ``--in-flight`` batches at once (default 1: the library's parallelism, its one
+  read at a time already decoding on every core), against the server; its tasks stage each
   batch as Parquet and commit once.
 
 Each child times itself end to end (from its spawn to its output committed: interpreter,
@@ -53,7 +54,6 @@ from typing import Any, Self
 GOAL = 1.2
 BANDS = ["red", "nir"]
 STATS = ["count", "mean"]
-IN_FLIGHT = 2
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -344,7 +344,7 @@ def _phase_cell(p: dict[str, dict[str, float]]) -> str:
     return " / ".join(f"{p[k]['wall_s']:.2f}" for k in ("start", "batches", "commit", "finish"))
 
 
-def markdown(rows: list[dict[str, Any]], aois: int, repeat: int) -> str:
+def markdown(rows: list[dict[str, Any]], aois: int, repeat: int, in_flight: int) -> str:
     """The rows as a Markdown table."""
     head = ("| AOIs per batch | batches | library s (after imports) | flow s (after imports) | ratio (after imports) "
             "| goal | output rows, same | library phases s | flow phases s | flow s no core call covers |\n"
@@ -360,7 +360,7 @@ def markdown(rows: list[dict[str, Any]], aois: int, repeat: int) -> str:
     note = (f"\n{aois:,} AOIs x 6 records x 2 bands, stats count and mean; median of {repeat} runs per path, each in "
             "a fresh process, end to end (after imports in brackets). Phases: start (to the first batch's read) / "
             "batches / commit / finish (after `write_table`). Flow: threads runner, max_in_flight "
-            f"{IN_FLIGHT}, local Prefect server.\n")
+            f"{in_flight}, local Prefect server.\n")
     return head + body + note
 
 
@@ -370,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", default="500,2000", help="AOIs per batch, comma separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each path per batch size (median)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled flow run")
+    parser.add_argument("--in-flight", type=int, default=1, help="the flow's max_in_flight (batches at once)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -403,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stage.mkdir(exist_ok=True)
                         result = run_child({"path": path, "collection_uri": uri, "aois": str(aois),
                                             "out_uri": str(out), "stage": str(stage), "batch_size": size,
-                                            "bands": BANDS, "stats": STATS, "max_in_flight": IN_FLIGHT})
+                                            "bands": BANDS, "stats": STATS, "max_in_flight": args.in_flight})
                         runs[path].append(result)
                         print(f"{size:>6,d} AOIs/batch run {i + 1} {path:8s}: {result['total_s']:6.2f} s "
                               f"({result['work_s']:6.2f} s after imports), {result['rows']:,} rows, "
@@ -415,13 +416,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     out = folder / "out-profile"
                     profile = run_child({"path": "flow", "collection_uri": uri, "aois": str(aois),
                                          "out_uri": str(out), "stage": str(folder), "batch_size": size,
-                                         "bands": BANDS, "stats": STATS, "max_in_flight": IN_FLIGHT,
+                                         "bands": BANDS, "stats": STATS, "max_in_flight": args.in_flight,
                                          "profile": True})
                     shutil.rmtree(out, ignore_errors=True)
                 rows.append(summarize(size, runs["library"], runs["flow"], profile))
         finally:
             server.stop()
-    table = markdown(rows, args.aois, args.repeat)
+    table = markdown(rows, args.aois, args.repeat, args.in_flight)
     print(table)
     for r in rows:
         if r["profile"] is not None:

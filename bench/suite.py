@@ -521,6 +521,8 @@ def run_section(case: str, args: argparse.Namespace, scenes: int) -> dict[str, A
     argv = [sys.executable, "-m", module, "--json", str(out)]
     if case == "scaling":
         argv += ["--scenes", str(scenes), "--size", str(args.size)]
+    if case == "flow":  # 4 runs a batch size, no profiled run: about 8 minutes on 2 cores
+        argv += ["--repeat", "2", "--no-profile"]
     print(f"section {case}: python -m {module}", flush=True)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=args.timeout * 6, check=False,
