@@ -44,7 +44,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -377,51 +376,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         _child(json.loads(args.child))
         return 0
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     import rasteret_core as rc
-    from infra.local.prefect_server import prefect_server
-    from rasteret_demo.process import Background
 
-    from .load import build_collection, write_inputs
+    from .load import flow_sandbox, write_inputs
 
     sizes = [int(s) for s in args.batches.split(",")]
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rasteret-bench-flow-overhead-") as tmp:
-        folder = Path(tmp)
-        os.environ["PREFECT_HOME"] = str(folder / "prefect-home")
-        os.environ["RASTERET_STAGING_DIR"] = str(folder / "staging")
-        server = Background(lambda: prefect_server(folder / "prefect-server"))
-        try:
-            os.environ["PREFECT_API_URL"] = server.wait()
-            uri = build_collection(folder)
-            aois = write_inputs(rc.load(uri), folder / "aois.parquet", args.aois, polygons=True, seed=1)
-            for size in sizes:
-                runs: dict[str, list[dict[str, Any]]] = {"library": [], "flow": []}
-                for i in range(args.repeat):
-                    for path in ("library", "flow"):
-                        out, stage = folder / f"out-{path}", folder / f"stage-{path}"
-                        stage.mkdir(exist_ok=True)
-                        result = run_child({"path": path, "collection_uri": uri, "aois": str(aois),
-                                            "out_uri": str(out), "stage": str(stage), "batch_size": size,
-                                            "bands": BANDS, "stats": STATS, "max_in_flight": args.in_flight})
-                        runs[path].append(result)
-                        print(f"{size:>6,d} AOIs/batch run {i + 1} {path:8s}: {result['total_s']:6.2f} s "
-                              f"({result['work_s']:6.2f} s after imports), {result['rows']:,} rows, "
-                              f"{result['checksum']}", flush=True)
-                        shutil.rmtree(out, ignore_errors=True)
-                        shutil.rmtree(stage, ignore_errors=True)
-                profile = None
-                if not args.no_profile:
-                    out = folder / "out-profile"
-                    profile = run_child({"path": "flow", "collection_uri": uri, "aois": str(aois),
-                                         "out_uri": str(out), "stage": str(folder), "batch_size": size,
-                                         "bands": BANDS, "stats": STATS, "max_in_flight": args.in_flight,
-                                         "profile": True})
+    with flow_sandbox("rasteret-bench-flow-overhead-") as (folder, uri):
+        aois = write_inputs(rc.load(uri), folder / "aois.parquet", args.aois, polygons=True, seed=1)
+        for size in sizes:
+            runs: dict[str, list[dict[str, Any]]] = {"library": [], "flow": []}
+            for i in range(args.repeat):
+                for path in ("library", "flow"):
+                    out, stage = folder / f"out-{path}", folder / f"stage-{path}"
+                    stage.mkdir(exist_ok=True)
+                    result = run_child({"path": path, "collection_uri": uri, "aois": str(aois),
+                                        "out_uri": str(out), "stage": str(stage), "batch_size": size,
+                                        "bands": BANDS, "stats": STATS, "max_in_flight": args.in_flight})
+                    runs[path].append(result)
+                    print(f"{size:>6,d} AOIs/batch run {i + 1} {path:8s}: {result['total_s']:6.2f} s "
+                          f"({result['work_s']:6.2f} s after imports), {result['rows']:,} rows, "
+                          f"{result['checksum']}", flush=True)
                     shutil.rmtree(out, ignore_errors=True)
-                rows.append(summarize(size, runs["library"], runs["flow"], profile))
-        finally:
-            server.stop()
+                    shutil.rmtree(stage, ignore_errors=True)
+            profile = None
+            if not args.no_profile:
+                out = folder / "out-profile"
+                profile = run_child({"path": "flow", "collection_uri": uri, "aois": str(aois),
+                                     "out_uri": str(out), "stage": str(folder), "batch_size": size,
+                                     "bands": BANDS, "stats": STATS, "max_in_flight": args.in_flight,
+                                     "profile": True})
+                shutil.rmtree(out, ignore_errors=True)
+            rows.append(summarize(size, runs["library"], runs["flow"], profile))
     table = markdown(rows, args.aois, args.repeat, args.in_flight)
     print(table)
     for r in rows:

@@ -17,6 +17,7 @@ and prints its figures as JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,30 @@ def build_collection(folder: Path) -> str:
     return uri
 
 
+@contextlib.contextmanager
+def flow_sandbox(prefix: str) -> Iterator[tuple[Path, str]]:
+    """A temporary folder with a Prefect server of its own and the synthetic collection built in it.
+
+    ``PREFECT_HOME``, ``PREFECT_API_URL`` and ``RASTERET_STAGING_DIR`` point this process and
+    the flow runs it starts there; yield (folder, collection URI). The server stops on exit.
+    """
+    from infra.local.prefect_server import prefect_server
+    from rasteret_demo.process import Background
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        folder = Path(tmp)
+        os.environ["PREFECT_HOME"] = str(folder / "prefect-home")
+        os.environ["RASTERET_STAGING_DIR"] = str(folder / "staging")
+        server = Background(lambda: prefect_server(folder / "prefect-server"))
+        try:
+            os.environ["PREFECT_API_URL"] = server.wait()
+            yield folder, build_collection(folder)
+        finally:
+            server.stop()
+
+
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one flow in a fresh process; return its figures (``peak_rss_mib``, ``rows``, ``batches``, ``seconds``)."""
     done = subprocess.run([sys.executable, "-m", "bench.load", "--child", json.dumps(spec)], capture_output=True,
@@ -113,49 +138,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         _child(json.loads(args.child))
         return 0
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     import rasteret_core as rc
-    from infra.local.prefect_server import prefect_server
-    from rasteret_demo.process import Background
 
     scales = [int(s) for s in args.scales.split(",")]
-    with tempfile.TemporaryDirectory(prefix="rasteret-bench-load-") as tmp:
-        folder = Path(tmp)
-        os.environ["PREFECT_HOME"] = str(folder / "prefect-home")
-        os.environ["RASTERET_STAGING_DIR"] = str(folder / "staging")
-        server = Background(lambda: prefect_server(folder / "prefect-server"))
-        try:
-            os.environ["PREFECT_API_URL"] = server.wait()
-            uri = build_collection(folder)
-            collection = rc.load(uri)
-            figures: dict[str, dict[int, dict[str, Any]]] = {"extract_aois": {}, "sample_points": {}}
-            inputs = {}
-            for scale in scales:
-                inputs[scale] = (
-                    write_inputs(collection, folder / f"aois-{scale}.parquet", args.aois * scale, polygons=True,
-                                 seed=scale),
-                    write_inputs(collection, folder / f"points-{scale}.parquet", args.points * scale, polygons=False,
-                                 seed=100 + scale),
-                )
-            runs = [("sample_points", scale, {"points": str(inputs[scale][1]), "batch_size": args.point_batch,
-                                              "bands": ["red"]}) for scale in scales]
-            runs += [("extract_aois", scale, {"aois": str(inputs[scale][0]), "batch_size": args.aoi_batch,
-                                              "stats": ["count", "mean"], "bands": ["red", "nir"]}) for scale in scales]
-            for flow, scale, kwargs in runs:
-                out = str(folder / f"out-{flow}-{scale}")
-                figures[flow][scale] = result = run_child(
-                    {"flow": flow, "kwargs": {"collection_uri": uri, "out_uri": out, "max_in_flight": 2, **kwargs}})
-                print(f"{flow:14s} {scale:>3d}x: {result['inputs']:>10,d} inputs  {result['rows']:>11,d} rows  "
-                      f"{result['batches']:>5d} batches  {result['seconds']:>7.1f} s  "
-                      f"peak RSS {result['peak_rss_mib']:>7.1f} MiB", flush=True)
-                shutil.rmtree(out, ignore_errors=True)
-            for flow, by_scale in figures.items():
-                low, high = by_scale[min(scales)], by_scale[max(scales)]
-                print(f"{flow}: peak RSS {max(scales) // min(scales)}x input / 1x input = "
-                      f"{high['peak_rss_mib'] / low['peak_rss_mib']:.2f}")
-        finally:
-            server.stop()
+    with flow_sandbox("rasteret-bench-load-") as (folder, uri):
+        collection = rc.load(uri)
+        figures: dict[str, dict[int, dict[str, Any]]] = {"extract_aois": {}, "sample_points": {}}
+        inputs = {}
+        for scale in scales:
+            inputs[scale] = (
+                write_inputs(collection, folder / f"aois-{scale}.parquet", args.aois * scale, polygons=True,
+                             seed=scale),
+                write_inputs(collection, folder / f"points-{scale}.parquet", args.points * scale, polygons=False,
+                             seed=100 + scale),
+            )
+        runs = [("sample_points", scale, {"points": str(inputs[scale][1]), "batch_size": args.point_batch,
+                                          "bands": ["red"]}) for scale in scales]
+        runs += [("extract_aois", scale, {"aois": str(inputs[scale][0]), "batch_size": args.aoi_batch,
+                                          "stats": ["count", "mean"], "bands": ["red", "nir"]}) for scale in scales]
+        for flow, scale, kwargs in runs:
+            out = str(folder / f"out-{flow}-{scale}")
+            figures[flow][scale] = result = run_child(
+                {"flow": flow, "kwargs": {"collection_uri": uri, "out_uri": out, "max_in_flight": 2, **kwargs}})
+            print(f"{flow:14s} {scale:>3d}x: {result['inputs']:>10,d} inputs  {result['rows']:>11,d} rows  "
+                  f"{result['batches']:>5d} batches  {result['seconds']:>7.1f} s  "
+                  f"peak RSS {result['peak_rss_mib']:>7.1f} MiB", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+        for flow, by_scale in figures.items():
+            low, high = by_scale[min(scales)], by_scale[max(scales)]
+            print(f"{flow}: peak RSS {max(scales) // min(scales)}x input / 1x input = "
+                  f"{high['peak_rss_mib'] / low['peak_rss_mib']:.2f}")
     return 0
 
 
