@@ -281,7 +281,7 @@ class _S3Store:
         s3 = await self._client()
         try:
             resp = await s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **self._extra())
-            async with self._drain, resp["Body"] as body:
+            async with resp["Body"] as body, self._drain:  # the body is released even if the wait is cancelled
                 data: bytes = await body.read()
         except Exception as exc:  # botocore raises ClientError subclasses; map them
             _raise_s3(exc, uri)
