@@ -174,16 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = resp.read()
             if self.server.rewrite_links:  # links to the upstream (a STAC API's next page) lead back here
                 data = data.replace(self.server.upstream_url.encode(), self.server.url.encode())
-            self.send_response_only(resp.status, resp.reason)
-            self.log_request(resp.status)
-            for key, value in resp.getheaders():
-                if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                    self.send_header(key, value)
-            if self.command == "HEAD":
-                self.send_header("Content-Length", resp.getheader("Content-Length", "0"))
-            else:
-                self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
+            self._send_head(resp, resp.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data)))
             if fault is not None and self.command != "HEAD":  # a truncated body: half of what was announced
                 self.wfile.write(data[: len(data) // 2])
                 self._hang_up()
@@ -213,25 +204,28 @@ class _Handler(BaseHTTPRequestHandler):
                 if attempt == 2:
                     raise
         assert conn is not None
-        self.send_response_only(resp.status, resp.reason)
-        self.log_request(resp.status)
         length = resp.getheader("Content-Length")
-        for key, value in resp.getheaders():
-            if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                self.send_header(key, value)
         if length is None:  # no length to announce: read it all, then announce it
             data = resp.read()
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
+            self._send_head(resp, str(len(data)))
             self.wfile.write(data)
         else:
-            self.send_header("Content-Length", length)
-            self.end_headers()
+            self._send_head(resp, length)
             while chunk := resp.read(1 << 20):
                 self.wfile.write(chunk)
         if resp.will_close:
             conn.close()
             self._upstream = None
+
+    def _send_head(self, resp: http.client.HTTPResponse, length: str) -> None:
+        """Relay the upstream answer's status line and end-to-end headers, announcing ``length`` body bytes."""
+        self.send_response_only(resp.status, resp.reason)
+        self.log_request(resp.status)
+        for key, value in resp.getheaders():
+            if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                self.send_header(key, value)
+        self.send_header("Content-Length", length)
+        self.end_headers()
 
     def finish(self) -> None:
         if self._upstream is not None:

@@ -73,6 +73,11 @@ class IOStats:
         self.requests += 1
         self.bytes += nbytes
 
+    def include(self, other: IOStats) -> None:
+        """Count ``other``'s requests and bytes too."""
+        self.requests += other.requests
+        self.bytes += other.bytes
+
 
 class _LocalStore:
     async def get_range(self, uri: str, start: int, end: int) -> bytes:

@@ -90,7 +90,7 @@ def enrich_records(
     if fallbacks:
         again, more = _read_headers_with_crs(fallbacks, settings)
         results.update(again)
-        stats = IOStats(stats.requests + more.requests, stats.bytes + more.bytes)
+        stats.include(more)
     results = {uri: _placeable(result) for uri, result in results.items()}
     failures = []
     for row in rows:

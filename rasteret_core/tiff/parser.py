@@ -579,8 +579,7 @@ async def fetch_headers(
     try:
         return dict(await asyncio.gather(*(one(u) for u in dict.fromkeys(uris))))
     finally:
-        stores.stats.requests += view.stats.requests
-        stores.stats.bytes += view.stats.bytes
+        stores.stats.include(view.stats)
 
 
 def read_headers(
