@@ -474,15 +474,13 @@ class Stores:
         if end <= start:
             return b""
         backend = self._backend(uri)
-        with_info = getattr(backend, "get_range_info", None)
-        if self._expect is None:
+        with_info = getattr(backend, "get_range_info", None) if self._expect is not None else None
+        info: ObjectInfo | None = None
+        if with_info is None:
             data = await self._retrying(uri, lambda: backend.get_range(uri, start, end))
         else:
-            info: ObjectInfo | None = None
-            if with_info is None:
-                data = await self._retrying(uri, lambda: backend.get_range(uri, start, end))
-            else:
-                data, info = await self._retrying(uri, lambda: with_info(uri, start, end))
+            data, info = await self._retrying(uri, lambda: with_info(uri, start, end))
+        if self._expect is not None:
             self._expect(uri, info or await self._head_once(uri))
         self.stats.add(len(data))
         log.debug("GET %s [%d, %d): %d bytes", redact(uri), start, end, len(data))
